@@ -1,0 +1,81 @@
+package wire
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Names both sides use.
+const (
+	// Subprotocol is the Sec-WebSocket-Protocol value that turns on the
+	// half-close signal described in the package comment.
+	Subprotocol = "porthole.v1"
+	// ProxyPath is the path prefix of tunnel endpoints; the context follows it.
+	ProxyPath = "/ws-proxy/"
+	// EOFMessage is the payload of the text message that signals the end of
+	// one direction of the stream.
+	EOFMessage = "eof"
+	// SessionCookie is the cookie that carries a ticket for browsers.
+	SessionCookie = "porthole_session"
+)
+
+// Close codes sent in the WebSocket close frame. Codes below 4000 are the
+// standard ones; 4xxx are Porthole's, modelled on HTTP status codes.
+const (
+	CloseNormal        = 1000 // both directions ended
+	CloseGoingAway     = 1001 // gateway or client shutting down
+	CloseProtocolError = 1002 // the peer broke this protocol
+	CloseTooBig        = 1009 // a message over MaxMessageSize
+	CloseUnauthorized  = 4401 // the ticket was revoked or expired
+	CloseForbidden     = 4403 // access to the tunnel was removed
+	CloseDisconnected  = 4410 // an administrator closed this connection
+	ClosePeerError     = 4502 // the connection at the far end of the tunnel failed
+)
+
+// Keepalive and deadline timings. Each side pings every PingPeriod; a peer
+// from which nothing arrived for PongWait (while nothing we sent made
+// progress either) is dead. Liveness is checked at every ping, so a dead peer
+// is noticed within PongWait+PingPeriod, under a minute.
+const (
+	PingPeriod = 15 * time.Second
+	PongWait   = 40 * time.Second
+	WriteWait  = 10 * time.Second
+	// CloseWait bounds how long Close waits for the peer's close frame.
+	CloseWait = 2 * time.Second
+)
+
+// Message sizes.
+const (
+	// MaxMessageSize is the largest message a side accepts; a larger one
+	// closes the stream with CloseTooBig.
+	MaxMessageSize = 1 << 20
+	// maxControlMessage bounds text (control) messages.
+	maxControlMessage = 256
+)
+
+// Error is the JSON body of every error the gateway answers with, before or
+// instead of an upgrade.
+type Error struct {
+	// Error is a message that is safe to show to the user.
+	Error string `json:"error"`
+	// Fields maps request fields to what is wrong with each, for forms.
+	Fields map[string]string `json:"fields,omitempty"`
+}
+
+// ErrProtocol is returned when the peer breaks the stream protocol.
+var ErrProtocol = errors.New("tunnel protocol error")
+
+// CloseError is how a stream that the peer ended with a reason surfaces to
+// the reader: the code and the reason from its close frame.
+type CloseError struct {
+	Code   int
+	Reason string
+}
+
+func (e *CloseError) Error() string {
+	if e.Reason == "" {
+		return fmt.Sprintf("closed by peer (code %d)", e.Code)
+	}
+	return fmt.Sprintf("closed by peer: %s (code %d)", e.Reason, e.Code)
+}
