@@ -1,0 +1,147 @@
+// Package store keeps the gateway's state: environments, groups, users and
+// their memberships, tunnels, sessions, audit events and settings. Handlers
+// see only the Store interface; SQLite (embedded, on disk) implements it
+// here, and a PostgreSQL backend for several gateways can implement it
+// without touching them.
+//
+// Names (environments, groups, users, contexts) are unique regardless of
+// case; lookups ignore case and return the name as first written.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Sentinel errors for errors.Is.
+var (
+	ErrNotFound = errors.New("not found")
+	ErrConflict = errors.New("already exists")
+)
+
+// Environment is a namespace of groups; ROOT always exists.
+type Environment struct {
+	Name      string
+	CreatedAt time.Time
+}
+
+// Group is a group in one environment, written Name@Environment.
+type Group struct {
+	Name        string
+	Environment string
+	CreatedAt   time.Time
+}
+
+// User is a person who signs in.
+type User struct {
+	Username     string
+	PasswordHash string
+	Disabled     bool
+	// Groups are the memberships, as "Name@Environment" pairs.
+	Groups    []GroupRef
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// GroupRef names a group.
+type GroupRef struct {
+	Name        string
+	Environment string
+}
+
+// Tunnel maps a context to a TCP socket address for some user groups.
+type Tunnel struct {
+	Context       string
+	SocketAddress string
+	UserGroups    string
+	LocalPort     int // 0: none suggested
+	Description   string
+	CreatedAt     time.Time
+	UpdatedAt     time.Time
+}
+
+// Session is one sign-in; tickets name it.
+type Session struct {
+	ID        string
+	Username  string
+	CreatedAt time.Time
+	ExpiresAt time.Time
+	// RevokedAt is zero while the session is live.
+	RevokedAt time.Time
+}
+
+// Event is one audit record.
+type Event struct {
+	ID      int64
+	Time    time.Time
+	Actor   string // user name, "" for anonymous, "system" for the gateway
+	Kind    string // e.g. "tunnel.create", "tunnel.open", "auth.login_failed"
+	Target  string // what it is about: a context, user name, group, ...
+	Outcome string // "ok", "denied", "error"
+	// Details is a JSON object (before/after, bytes, reason, ...).
+	Details []byte
+}
+
+// EventFilter selects audit events, newest first.
+type EventFilter struct {
+	Actor    string // exact, case-insensitive; "" for any
+	Target   string // exact, case-insensitive; "" for any
+	Kind     string // exact or prefix ending in "." ("tunnel."); "" for any
+	BeforeID int64  // only events with a smaller id; 0 for the newest
+	Limit    int    // at most this many; 0 means 100
+}
+
+// Store is what the gateway keeps. Methods return errors wrapping
+// ErrNotFound or ErrConflict where those apply.
+type Store interface {
+	// Setting returns a stored setting, or ErrNotFound.
+	Setting(ctx context.Context, key string) (string, error)
+	// SetSettingIfAbsent stores value unless key is set, and returns the
+	// value now stored (so concurrent first starts agree).
+	SetSettingIfAbsent(ctx context.Context, key, value string) (string, error)
+	SetSetting(ctx context.Context, key, value string) error
+
+	Environments(ctx context.Context) ([]Environment, error)
+	CreateEnvironment(ctx context.Context, name string) error
+	// DeleteEnvironment deletes an environment that has no groups left.
+	DeleteEnvironment(ctx context.Context, name string) error
+
+	Groups(ctx context.Context) ([]Group, error)
+	CreateGroup(ctx context.Context, name, env string) error
+	// DeleteGroup deletes a group and its memberships.
+	DeleteGroup(ctx context.Context, name, env string) error
+
+	Users(ctx context.Context) ([]User, error)
+	User(ctx context.Context, username string) (User, error)
+	CreateUser(ctx context.Context, u User) error
+	// UpdateUser replaces the password hash, disabled flag and groups.
+	UpdateUser(ctx context.Context, u User) error
+	DeleteUser(ctx context.Context, username string) error
+
+	Tunnels(ctx context.Context) ([]Tunnel, error)
+	Tunnel(ctx context.Context, context string) (Tunnel, error)
+	CreateTunnel(ctx context.Context, t Tunnel) error
+	// UpdateTunnel replaces the tunnel named oldContext with t (whose
+	// context may differ).
+	UpdateTunnel(ctx context.Context, oldContext string, t Tunnel) error
+	DeleteTunnel(ctx context.Context, context string) error
+	// PutTunnels creates or replaces each tunnel (matched by context) in one
+	// transaction: all of them are stored or none.
+	PutTunnels(ctx context.Context, ts []Tunnel) error
+
+	CreateSession(ctx context.Context, s Session) error
+	Session(ctx context.Context, id string) (Session, error)
+	ExtendSession(ctx context.Context, id string, expiresAt time.Time) error
+	RevokeSession(ctx context.Context, id string, at time.Time) error
+	// RevokeUserSessions revokes every live session of a user and returns
+	// their ids.
+	RevokeUserSessions(ctx context.Context, username string, at time.Time) ([]string, error)
+	// DeleteExpiredSessions removes sessions that expired before t.
+	DeleteExpiredSessions(ctx context.Context, t time.Time) error
+
+	AppendEvent(ctx context.Context, e Event) (int64, error)
+	Events(ctx context.Context, f EventFilter) ([]Event, error)
+
+	Close() error
+}

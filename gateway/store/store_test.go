@@ -1,0 +1,257 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// openSQLite opens a store in a fresh file on disk.
+func openSQLite(t *testing.T) *SQLite {
+	t.Helper()
+	s, err := OpenSQLite(t.Context(), filepath.Join(t.TempDir(), "porthole.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestSQLite(t *testing.T) {
+	testStore(t, func(t *testing.T) Store { return openSQLite(t) })
+}
+
+func TestSQLiteReopenKeepsData(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "porthole.db")
+	s, err := OpenSQLite(t.Context(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateEnvironment(t.Context(), "ROOT"); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s, err = OpenSQLite(t.Context(), path) // migrations must not run twice
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	envs, err := s.Environments(t.Context())
+	if err != nil || len(envs) != 1 || envs[0].Name != "ROOT" {
+		t.Fatalf("after reopen: %v %v", envs, err)
+	}
+}
+
+func TestSQLiteRefusesNewerSchema(t *testing.T) {
+	s := openSQLite(t)
+	if _, err := s.db.Exec(`INSERT INTO schema_migrations(version, applied_at) VALUES (999, 0)`); err != nil {
+		t.Fatal(err)
+	}
+	err := migrate(t.Context(), s.db, sqliteMigrations)
+	if err == nil {
+		t.Fatal("a schema newer than the code was accepted")
+	}
+}
+
+// testStore is the behaviour every Store backend must have.
+func testStore(t *testing.T, open func(t *testing.T) Store) {
+	ctx := context.Background()
+	t.Run("settings", func(t *testing.T) {
+		s := open(t)
+		if _, err := s.Setting(ctx, "k"); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("missing setting: %v", err)
+		}
+		v, err := s.SetSettingIfAbsent(ctx, "k", "first")
+		if err != nil || v != "first" {
+			t.Fatalf("set: %q %v", v, err)
+		}
+		if v, _ := s.SetSettingIfAbsent(ctx, "k", "second"); v != "first" {
+			t.Fatalf("SetSettingIfAbsent overwrote: %q", v)
+		}
+		if err := s.SetSetting(ctx, "k", "third"); err != nil {
+			t.Fatal(err)
+		}
+		if v, _ := s.Setting(ctx, "k"); v != "third" {
+			t.Fatalf("got %q", v)
+		}
+	})
+	t.Run("identities", func(t *testing.T) {
+		s := open(t)
+		must(t, s.CreateEnvironment(ctx, "ROOT"))
+		if err := s.CreateEnvironment(ctx, "root"); !errors.Is(err, ErrConflict) {
+			t.Fatalf("duplicate env (case): %v", err)
+		}
+		must(t, s.CreateGroup(ctx, "admin", "root")) // environment matched without case
+		if err := s.CreateGroup(ctx, "Admin", "ROOT"); !errors.Is(err, ErrConflict) {
+			t.Fatalf("duplicate group: %v", err)
+		}
+		if err := s.CreateGroup(ctx, "x", "Nowhere"); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("group in missing env: %v", err)
+		}
+		gs, _ := s.Groups(ctx)
+		if len(gs) != 1 || gs[0].Environment != "ROOT" {
+			t.Fatalf("groups: %+v", gs)
+		}
+		must(t, s.CreateUser(ctx, User{Username: "alice", PasswordHash: "h", Groups: []GroupRef{{"ADMIN", "root"}}}))
+		if err := s.CreateUser(ctx, User{Username: "Alice", PasswordHash: "h"}); !errors.Is(err, ErrConflict) {
+			t.Fatalf("duplicate user: %v", err)
+		}
+		if err := s.CreateUser(ctx, User{Username: "bob", PasswordHash: "h", Groups: []GroupRef{{"ghosts", "ROOT"}}}); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("user in missing group: %v", err)
+		}
+		if _, err := s.User(ctx, "bob"); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("failed create left a user behind: %v", err)
+		}
+		u, err := s.User(ctx, "ALICE")
+		if err != nil || u.Username != "alice" || len(u.Groups) != 1 || u.Groups[0] != (GroupRef{"admin", "ROOT"}) {
+			t.Fatalf("user: %+v %v", u, err)
+		}
+		u.Disabled = true
+		u.Groups = nil
+		must(t, s.UpdateUser(ctx, u))
+		u, _ = s.User(ctx, "alice")
+		if !u.Disabled || len(u.Groups) != 0 {
+			t.Fatalf("after update: %+v", u)
+		}
+		u.Groups = []GroupRef{{"admin", "ROOT"}}
+		must(t, s.UpdateUser(ctx, u))
+		if err := s.DeleteEnvironment(ctx, "ROOT"); !errors.Is(err, ErrConflict) {
+			t.Fatalf("deleting an env with groups: %v", err)
+		}
+		must(t, s.DeleteGroup(ctx, "Admin", "ROOT"))
+		u, _ = s.User(ctx, "alice")
+		if len(u.Groups) != 0 {
+			t.Fatalf("membership survived group deletion: %+v", u.Groups)
+		}
+		must(t, s.DeleteEnvironment(ctx, "ROOT"))
+		must(t, s.DeleteUser(ctx, "alice"))
+		if err := s.DeleteUser(ctx, "alice"); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("double delete: %v", err)
+		}
+	})
+	t.Run("users list", func(t *testing.T) {
+		s := open(t)
+		must(t, s.CreateEnvironment(ctx, "ROOT"))
+		must(t, s.CreateGroup(ctx, "admin", "ROOT"))
+		must(t, s.CreateGroup(ctx, "users", "ROOT"))
+		must(t, s.CreateUser(ctx, User{Username: "b", PasswordHash: "h", Groups: []GroupRef{{"users", "ROOT"}}}))
+		must(t, s.CreateUser(ctx, User{Username: "a", PasswordHash: "h", Groups: []GroupRef{{"admin", "ROOT"}, {"users", "ROOT"}}}))
+		us, err := s.Users(ctx)
+		if err != nil || len(us) != 2 || us[0].Username != "a" || len(us[0].Groups) != 2 || len(us[1].Groups) != 1 {
+			t.Fatalf("users: %+v %v", us, err)
+		}
+	})
+	t.Run("tunnels", func(t *testing.T) {
+		s := open(t)
+		tun := Tunnel{Context: "MySQL", SocketAddress: "db:3306", UserGroups: ".*@.*", LocalPort: 13306, Description: "orders"}
+		must(t, s.CreateTunnel(ctx, tun))
+		if err := s.CreateTunnel(ctx, Tunnel{Context: "mysql", SocketAddress: "x:1", UserGroups: ".*@.*"}); !errors.Is(err, ErrConflict) {
+			t.Fatalf("duplicate context: %v", err)
+		}
+		got, err := s.Tunnel(ctx, "mysql")
+		if err != nil || got.Context != "MySQL" || got.LocalPort != 13306 || got.CreatedAt.IsZero() {
+			t.Fatalf("tunnel: %+v %v", got, err)
+		}
+		tun.Context = "orders"
+		must(t, s.UpdateTunnel(ctx, "mysql", tun))
+		if _, err := s.Tunnel(ctx, "mysql"); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("old context still there: %v", err)
+		}
+		must(t, s.CreateTunnel(ctx, Tunnel{Context: "pg", SocketAddress: "db:5432", UserGroups: ".*@.*"}))
+		if err := s.UpdateTunnel(ctx, "orders", Tunnel{Context: "PG", SocketAddress: "x:1", UserGroups: ".*@.*"}); !errors.Is(err, ErrConflict) {
+			t.Fatalf("rename onto a taken context: %v", err)
+		}
+		// PutTunnels is all or nothing.
+		err = s.PutTunnels(ctx, []Tunnel{{Context: "new", SocketAddress: "n:1", UserGroups: ".*@.*"}, {Context: "pg", SocketAddress: "db:6543", UserGroups: ".*@.*"}})
+		must(t, err)
+		ts, _ := s.Tunnels(ctx)
+		if len(ts) != 3 {
+			t.Fatalf("tunnels: %+v", ts)
+		}
+		pg, _ := s.Tunnel(ctx, "pg")
+		if pg.SocketAddress != "db:6543" {
+			t.Fatalf("put did not replace: %+v", pg)
+		}
+		must(t, s.DeleteTunnel(ctx, "ORDERS"))
+		if err := s.DeleteTunnel(ctx, "orders"); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("double delete: %v", err)
+		}
+	})
+	t.Run("sessions", func(t *testing.T) {
+		s := open(t)
+		t0 := time.Now().UTC().Truncate(time.Microsecond)
+		must(t, s.CreateSession(ctx, Session{ID: "s1", Username: "alice", CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)}))
+		must(t, s.CreateSession(ctx, Session{ID: "s2", Username: "alice", CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)}))
+		must(t, s.CreateSession(ctx, Session{ID: "s3", Username: "bob", CreatedAt: t0, ExpiresAt: t0.Add(-time.Hour)}))
+		must(t, s.ExtendSession(ctx, "s1", t0.Add(2*time.Hour)))
+		se, err := s.Session(ctx, "s1")
+		if err != nil || !se.ExpiresAt.Equal(t0.Add(2*time.Hour)) || !se.RevokedAt.IsZero() {
+			t.Fatalf("session: %+v %v", se, err)
+		}
+		must(t, s.RevokeSession(ctx, "s1", t0))
+		if err := s.ExtendSession(ctx, "s1", t0.Add(3*time.Hour)); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("extended a revoked session: %v", err)
+		}
+		ids, err := s.RevokeUserSessions(ctx, "ALICE", t0)
+		if err != nil || len(ids) != 1 || ids[0] != "s2" {
+			t.Fatalf("revoke user sessions: %v %v", ids, err)
+		}
+		must(t, s.DeleteExpiredSessions(ctx, t0))
+		if _, err := s.Session(ctx, "s3"); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("expired session kept: %v", err)
+		}
+	})
+	t.Run("audit", func(t *testing.T) {
+		s := open(t)
+		for i, e := range []Event{
+			{Actor: "admin", Kind: "tunnel.create", Target: "mysql", Outcome: "ok", Details: []byte(`{"after":{}}`)},
+			{Actor: "alice", Kind: "tunnel.open", Target: "mysql", Outcome: "ok"},
+			{Actor: "bob", Kind: "tunnel.denied", Target: "mysql", Outcome: "denied"},
+			{Actor: "admin", Kind: "user.create", Target: "bob", Outcome: "ok"},
+		} {
+			e.Time = time.Now()
+			id, err := s.AppendEvent(ctx, e)
+			if err != nil || id != int64(i+1) {
+				t.Fatalf("append: %d %v", id, err)
+			}
+		}
+		all, _ := s.Events(ctx, EventFilter{})
+		if len(all) != 4 || all[0].Kind != "user.create" || string(all[3].Details) != `{"after":{}}` || string(all[1].Details) != "{}" {
+			t.Fatalf("newest first: %+v", all)
+		}
+		check := func(f EventFilter, want ...int64) {
+			t.Helper()
+			got, err := s.Events(ctx, f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var ids []int64
+			for _, e := range got {
+				ids = append(ids, e.ID)
+			}
+			if len(ids) != len(want) {
+				t.Fatalf("filter %+v: ids %v, want %v", f, ids, want)
+			}
+			for i := range ids {
+				if ids[i] != want[i] {
+					t.Fatalf("filter %+v: ids %v, want %v", f, ids, want)
+				}
+			}
+		}
+		check(EventFilter{Actor: "ADMIN"}, 4, 1)
+		check(EventFilter{Target: "mysql"}, 3, 2, 1)
+		check(EventFilter{Kind: "tunnel."}, 3, 2, 1)
+		check(EventFilter{Kind: "tunnel.open"}, 2)
+		check(EventFilter{Limit: 2}, 4, 3)
+		check(EventFilter{Limit: 2, BeforeID: 3}, 2, 1)
+	})
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
