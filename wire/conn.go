@@ -217,24 +217,31 @@ func (c *Conn) mapErr(err error) error {
 	return err
 }
 
-// Write sends p as one binary message.
+// maxWriteMessage is the largest binary message Write sends; longer
+// writes are split.
+const maxWriteMessage = 64 << 10
+
+// Write sends p as binary messages of at most maxWriteMessage bytes.
 func (c *Conn) Write(p []byte) (int, error) {
-	if len(p) == 0 {
-		return 0, nil
-	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	if c.wroteEOF {
 		return 0, fmt.Errorf("write after CloseWrite: %w", net.ErrClosed)
 	}
-	if err := c.ws.WriteMessage(websocket.BinaryMessage, p); err != nil {
-		if c.dead.Load() {
-			return 0, ErrPeerTimeout
+	written := 0
+	for len(p) > 0 {
+		chunk := p[:min(len(p), maxWriteMessage)]
+		if err := c.ws.WriteMessage(websocket.BinaryMessage, chunk); err != nil {
+			if c.dead.Load() {
+				return written, ErrPeerTimeout
+			}
+			return written, err
 		}
-		return 0, err
+		written += len(chunk)
+		p = p[len(chunk):]
+		c.lastSent.Store(time.Now().UnixNano())
 	}
-	c.lastSent.Store(time.Now().UnixNano())
-	return len(p), nil
+	return written, nil
 }
 
 // CloseWrite tells the peer this side has finished writing. Without the
@@ -267,7 +274,9 @@ func (c *Conn) CloseWith(code int, reason string) error {
 			c.timer.Stop()
 		}
 		msg := websocket.FormatCloseMessage(code, truncate(reason, 120))
-		err := c.ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(WriteWait))
+		// A close frame that cannot be written within a second (a peer that
+		// stopped reading) is given up: closing must never hang.
+		err := c.ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
 		if err == nil && code == CloseNormal && c.readEOF.Load() {
 			// The drainer returns when the peer's close frame arrives.
 			select {

@@ -121,6 +121,12 @@ func (ps Patterns) Check(dir Directory) error {
 	return nil
 }
 
+// LiteralGroup reports whether the group side is a plain name.
+func (p Pattern) LiteralGroup() bool { return p.litGroup }
+
+// LiteralEnv reports whether the environment side is a plain name.
+func (p Pattern) LiteralEnv() bool { return p.litEnv }
+
 // Matches reports whether the pattern admits a member of g.
 func (p Pattern) Matches(g Group) bool {
 	return p.group.MatchString(g.Name) && p.env.MatchString(g.Env)

@@ -1,0 +1,424 @@
+// Package cli is the porthole command: sign in, list tunnels and open them
+// on local ports, for developers and scripts. It is a thin shell over
+// package tunnel; cmd/porthole only wires it to the process.
+package cli
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"golang.org/x/term"
+
+	"github.com/porthole/porthole/tunnel"
+)
+
+// ErrUsage marks a command line that could not be understood (exit 2).
+var ErrUsage = errors.New("usage")
+
+// Env is what the command reads and writes. Zero fields mean the process's
+// own: os.Stdin and friends, the settings file in the user's config
+// folder, the OS keyring (or a private file when there is none).
+type Env struct {
+	Stdin          io.Reader
+	Stdout, Stderr io.Writer
+	// SettingsPath is settings.json; "" means tunnel.SettingsPath().
+	SettingsPath string
+	// Tickets keeps the ticket; nil means tunnel.DefaultTicketStore.
+	Tickets tunnel.TicketStore
+	// Ready, if set, is called once `open` listens on every address.
+	Ready func(addrs []net.Addr)
+}
+
+const usage = `porthole: open Porthole tunnels on this computer
+
+  porthole login --gateway URL --user NAME [--password-stdin] [--ca FILE]
+  porthole logout
+  porthole status
+  porthole list
+  porthole open CONTEXT[:PORT]... [--bind ADDR]
+
+open listens on 127.0.0.1 (or --bind) on the tunnel's local port: the
+PORT you give, else the one in settings.json, else the gateway's
+suggestion, else a free one. It runs until Ctrl-C, which closes every
+tunnel and connection.
+`
+
+// Run runs the porthole command line.
+func Run(ctx context.Context, args []string, env Env) error {
+	if env.Stdin == nil {
+		env.Stdin = os.Stdin
+	}
+	if env.Stdout == nil {
+		env.Stdout = os.Stdout
+	}
+	if env.Stderr == nil {
+		env.Stderr = os.Stderr
+	}
+	if len(args) == 0 {
+		fmt.Fprint(env.Stderr, usage)
+		return fmt.Errorf("%w: name a command", ErrUsage)
+	}
+	c := &command{env: env}
+	switch args[0] {
+	case "login":
+		return c.login(ctx, args[1:])
+	case "logout":
+		return c.logout(ctx, args[1:])
+	case "status":
+		return c.status(ctx, args[1:])
+	case "list", "ls":
+		return c.list(ctx, args[1:])
+	case "open":
+		return c.open(ctx, args[1:])
+	case "help", "-h", "--help":
+		fmt.Fprint(env.Stdout, usage)
+		return nil
+	}
+	fmt.Fprint(env.Stderr, usage)
+	return fmt.Errorf("%w: unknown command %q", ErrUsage, args[0])
+}
+
+type command struct {
+	env Env
+}
+
+func (c *command) flags(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(c.env.Stderr)
+	return fs
+}
+
+// parse parses flags and positional arguments in any order.
+func parse(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrUsage, err)
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+func (c *command) settingsPath() (string, error) {
+	if c.env.SettingsPath != "" {
+		return c.env.SettingsPath, nil
+	}
+	return tunnel.SettingsPath()
+}
+
+// settings loads settings.json; a broken file is reported and ignored.
+func (c *command) settings() (tunnel.Settings, string, error) {
+	path, err := c.settingsPath()
+	if err != nil {
+		return tunnel.Settings{}, "", err
+	}
+	s, err := tunnel.LoadSettings(path)
+	if err != nil {
+		fmt.Fprintf(c.env.Stderr, "warning: %v\n", err)
+	}
+	return s, path, nil
+}
+
+func (c *command) tickets() (tunnel.TicketStore, error) {
+	if c.env.Tickets != nil {
+		return c.env.Tickets, nil
+	}
+	ts, err := tunnel.DefaultTicketStore()
+	if err != nil {
+		return nil, err
+	}
+	c.env.Tickets = ts
+	return ts, nil
+}
+
+// session returns a client for the signed-in gateway with its ticket.
+func (c *command) session() (*tunnel.Client, tunnel.Ticket, tunnel.Settings, error) {
+	s, _, err := c.settings()
+	if err != nil {
+		return nil, tunnel.Ticket{}, s, err
+	}
+	if s.Gateway == "" {
+		return nil, tunnel.Ticket{}, s, errors.New("not signed in: run porthole login --gateway URL --user NAME")
+	}
+	client, err := tunnel.NewClient(s.Gateway, tunnel.ClientOptions{CAFile: s.CA})
+	if err != nil {
+		return nil, tunnel.Ticket{}, s, err
+	}
+	store, err := c.tickets()
+	if err != nil {
+		return nil, tunnel.Ticket{}, s, err
+	}
+	t, err := store.Load(client.Gateway())
+	if errors.Is(err, tunnel.ErrNoTicket) {
+		return nil, t, s, fmt.Errorf("not signed in to %s: run porthole login", client.Gateway())
+	}
+	if err != nil {
+		return nil, t, s, err
+	}
+	client.SetTicket(t.Ticket)
+	return client, t, s, nil
+}
+
+// explain turns a gateway error into a sentence with what to do next.
+func explain(err error) error {
+	switch {
+	case errors.Is(err, tunnel.ErrUnauthorized):
+		return fmt.Errorf("%w (run porthole login)", err)
+	case errors.Is(err, tunnel.ErrRateLimited):
+		return err
+	}
+	return err
+}
+
+func (c *command) login(ctx context.Context, args []string) error {
+	fs := c.flags("login")
+	gateway := fs.String("gateway", "", "gateway URL, e.g. https://gateway.example.com")
+	user := fs.String("user", "", "user name")
+	pwStdin := fs.Bool("password-stdin", false, "read the password from standard input (for scripts)")
+	ca := fs.String("ca", "", "PEM file of a private CA that signed the gateway's certificate")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return fmt.Errorf("%w: login takes no arguments, got %q", ErrUsage, pos)
+	}
+	s, path, err := c.settings()
+	if err != nil {
+		return err
+	}
+	if *gateway == "" {
+		*gateway = s.Gateway
+	}
+	if *user == "" {
+		*user = s.User
+	}
+	if *gateway == "" || *user == "" {
+		return fmt.Errorf("%w: login needs --gateway URL and --user NAME", ErrUsage)
+	}
+	caFile := *ca
+	if caFile == "" && tunnel.SameGateway(*gateway, s.Gateway) {
+		caFile = s.CA
+	}
+	client, err := tunnel.NewClient(*gateway, tunnel.ClientOptions{CAFile: caFile})
+	if err != nil {
+		return err
+	}
+	pw, err := c.readPassword(*pwStdin, *user, client.Gateway())
+	if err != nil {
+		return err
+	}
+	t, err := client.Login(ctx, *user, pw)
+	if err != nil {
+		var ae *tunnel.APIError
+		if errors.As(err, &ae) && ae.RetryAfter > 0 {
+			return fmt.Errorf("sign-in refused: %s", ae.Message)
+		}
+		return fmt.Errorf("sign-in refused: %w", err)
+	}
+	store, err := c.tickets()
+	if err != nil {
+		return err
+	}
+	if err := store.Save(client.Gateway(), t); err != nil {
+		return err
+	}
+	if w := tunnel.FallbackWarning(store); w != "" {
+		fmt.Fprintln(c.env.Stderr, w)
+	}
+	// Per-tunnel choices are kept: they are keyed by context.
+	s.Gateway, s.User, s.CA = client.Gateway(), t.User, caFile
+	if err := tunnel.SaveSettings(path, s); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.env.Stdout, "Signed in to %s as %s (%s); the ticket is valid until %s.\n",
+		client.Gateway(), t.User, strings.Join(t.Groups, ", "), t.ExpiresAt.Local().Format("2006-01-02 15:04"))
+	return nil
+}
+
+func (c *command) readPassword(fromStdin bool, user, gateway string) (string, error) {
+	if fromStdin {
+		line, err := bufio.NewReader(c.env.Stdin).ReadString('\n')
+		if err != nil && line == "" {
+			return "", fmt.Errorf("read the password from standard input: %w", err)
+		}
+		pw := strings.TrimRight(line, "\r\n")
+		if pw == "" {
+			return "", errors.New("the password on standard input is empty")
+		}
+		return pw, nil
+	}
+	f, ok := c.env.Stdin.(*os.File)
+	if !ok || !term.IsTerminal(int(f.Fd())) {
+		return "", fmt.Errorf("%w: no terminal to ask for the password: pipe it in with --password-stdin", ErrUsage)
+	}
+	fmt.Fprintf(c.env.Stderr, "Password for %s at %s: ", user, gateway)
+	b, err := term.ReadPassword(int(f.Fd()))
+	fmt.Fprintln(c.env.Stderr)
+	if err != nil {
+		return "", fmt.Errorf("read the password: %w", err)
+	}
+	return string(b), nil
+}
+
+func (c *command) logout(ctx context.Context, args []string) error {
+	if _, err := parse(c.flags("logout"), args); err != nil {
+		return err
+	}
+	client, _, s, err := c.session()
+	if err != nil {
+		return err
+	}
+	lerr := client.Logout(ctx)
+	store, _ := c.tickets()
+	if err := store.Delete(client.Gateway()); err != nil {
+		return err
+	}
+	if lerr != nil && !errors.Is(lerr, tunnel.ErrUnauthorized) {
+		fmt.Fprintf(c.env.Stderr, "warning: the gateway did not confirm the sign-out (%v); the ticket was removed from this computer\n", lerr)
+	}
+	fmt.Fprintf(c.env.Stdout, "Signed out of %s.\n", s.Gateway)
+	return nil
+}
+
+func (c *command) status(ctx context.Context, args []string) error {
+	if _, err := parse(c.flags("status"), args); err != nil {
+		return err
+	}
+	client, _, _, err := c.session()
+	if err != nil {
+		return err
+	}
+	me, err := client.Me(ctx)
+	if err != nil {
+		return explain(err)
+	}
+	fmt.Fprintf(c.env.Stdout, "Signed in to %s as %s (%s); the ticket is valid until %s.\n",
+		client.Gateway(), me.User, strings.Join(me.Groups, ", "), me.ExpiresAt.Local().Format("2006-01-02 15:04"))
+	return nil
+}
+
+func (c *command) list(ctx context.Context, args []string) error {
+	if _, err := parse(c.flags("list"), args); err != nil {
+		return err
+	}
+	client, _, s, err := c.session()
+	if err != nil {
+		return err
+	}
+	ts, err := client.Tunnels(ctx)
+	if err != nil {
+		return explain(err)
+	}
+	if len(ts) == 0 {
+		fmt.Fprintln(c.env.Stdout, "No tunnels are open to you on this gateway.")
+		return nil
+	}
+	w := tabwriter.NewWriter(c.env.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "CONTEXT\tLOCAL PORT\tDESCRIPTION")
+	for _, t := range ts {
+		port := "-"
+		if p := localPort(s, t); p > 0 {
+			port = strconv.Itoa(p)
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\n", t.Context, port, t.Description)
+	}
+	return w.Flush()
+}
+
+// localPort is the port a tunnel opens on by default: the user's choice in
+// settings, else the gateway's suggestion (0: none).
+func localPort(s tunnel.Settings, t tunnel.TunnelInfo) int {
+	for name, ts := range s.Tunnels {
+		if strings.EqualFold(name, t.Context) && ts.LocalPort > 0 {
+			return ts.LocalPort
+		}
+	}
+	return t.LocalPort
+}
+
+func (c *command) open(ctx context.Context, args []string) error {
+	fs := c.flags("open")
+	bind := fs.String("bind", "127.0.0.1", "local address to listen on")
+	verbose := fs.Bool("v", false, "log every connection")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) == 0 {
+		return fmt.Errorf("%w: open needs at least one CONTEXT[:PORT]", ErrUsage)
+	}
+	client, t, s, err := c.session()
+	if err != nil {
+		return err
+	}
+	level := slog.LevelWarn
+	if *verbose {
+		level = slog.LevelInfo
+	}
+	log := slog.New(slog.NewTextHandler(c.env.Stderr, &slog.HandlerOptions{Level: level}))
+	store, _ := c.tickets()
+	m, err := tunnel.NewManager(tunnel.ManagerConfig{
+		Client:    client,
+		Logger:    log,
+		ExpiresAt: t.ExpiresAt,
+		OnTicket: func(nt tunnel.Ticket) {
+			if err := store.Save(client.Gateway(), nt); err != nil {
+				log.Warn("could not store the renewed ticket", "err", err)
+			}
+		},
+		OnAuthLost: func(err error) {
+			fmt.Fprintf(c.env.Stderr, "porthole: the gateway no longer accepts your ticket (%v): run porthole login\n", err)
+		},
+		OnConnError: func(name string, err error) {
+			fmt.Fprintf(c.env.Stderr, "porthole: %s: %v\n", name, err)
+		},
+	})
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	var addrs []net.Addr
+	for _, arg := range pos {
+		name, port, err := tunnel.ParseTarget(arg)
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrUsage, err)
+		}
+		if port == 0 {
+			if info, err := client.Tunnel(ctx, name); err == nil {
+				port = localPort(s, info)
+			}
+		}
+		f, err := m.Start(ctx, name, net.JoinHostPort(*bind, strconv.Itoa(port)))
+		if err != nil {
+			return explain(err)
+		}
+		addrs = append(addrs, f.Addr())
+		fmt.Fprintf(c.env.Stdout, "%s -> %s\n", f.Context(), f.Addr())
+	}
+	fmt.Fprintln(c.env.Stdout, "Tunnels are open; press Ctrl-C to close them.")
+	if c.env.Ready != nil {
+		c.env.Ready(addrs)
+	}
+	<-ctx.Done()
+	start := time.Now()
+	m.Close()
+	fmt.Fprintf(c.env.Stdout, "Closed every tunnel in %s.\n", time.Since(start).Round(time.Millisecond))
+	return nil
+}

@@ -1,0 +1,518 @@
+package gateway
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/porthole/porthole/gateway/store"
+	"github.com/porthole/porthole/wire"
+)
+
+func sortedStrings(s []string) []string {
+	s = slices.Clone(s)
+	slices.Sort(s)
+	return s
+}
+
+// clientAddr is the address a request came from.
+func clientAddr(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// LoginResponse is the answer to a successful sign-in or renewal.
+type LoginResponse struct {
+	Ticket    string    `json:"ticket"`
+	ExpiresAt time.Time `json:"expiresAt"`
+	User      string    `json:"user"`
+	Groups    []string  `json:"groups"`
+	Admin     bool      `json:"admin"`
+}
+
+type loginRequest struct {
+	Username string `json:"username"`
+	Password string `json:"password"`
+}
+
+// dummyHash is compared against when the user does not exist, so the
+// answer takes as long as for a wrong password.
+var dummyHash, _ = hashPassword("porthole-dummy-password", defaultHash)
+
+func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
+	var req loginRequest
+	if err := decodeJSON(w, r, &req); err != nil {
+		return err
+	}
+	fields := map[string]string{}
+	if req.Username == "" {
+		fields["username"] = "is required"
+	}
+	if req.Password == "" {
+		fields["password"] = "is required"
+	}
+	if len(fields) > 0 {
+		return invalid(fields)
+	}
+	ctx := r.Context()
+	addr := clientAddr(r)
+	userKey := strings.ToLower(req.Username) + "|" + addr
+	if wait := max(s.userLimit.wait(userKey), s.addrLimit.wait(addr)); wait > 0 {
+		s.metrics.signinFailed.Inc()
+		s.audit.SignIn(ctx, req.Username, addr, false, "rate limited")
+		secs := int(wait.Round(time.Second) / time.Second)
+		if secs < 1 {
+			secs = 1
+		}
+		w.Header().Set("Retry-After", strconv.Itoa(secs))
+		return errorf(http.StatusTooManyRequests, "too many failed sign-ins: try again in %s", time.Duration(secs)*time.Second)
+	}
+	fail := func(reason string) error {
+		s.userLimit.fail(userKey)
+		s.addrLimit.fail(addr)
+		s.metrics.signinFailed.Inc()
+		s.audit.SignIn(ctx, req.Username, addr, false, reason)
+		return errorf(http.StatusUnauthorized, "wrong user name or password")
+	}
+	u, err := s.st.User(ctx, req.Username)
+	if errors.Is(err, store.ErrNotFound) {
+		checkPassword(dummyHash, req.Password)
+		return fail("unknown user")
+	}
+	if err != nil {
+		return internal(err)
+	}
+	ok, err := checkPassword(u.PasswordHash, req.Password)
+	if err != nil {
+		return internal(fmt.Errorf("user %q: %w", u.Username, err))
+	}
+	if !ok {
+		return fail("wrong password")
+	}
+	if u.Disabled {
+		s.audit.SignIn(ctx, u.Username, addr, false, "account disabled")
+		return errorf(http.StatusForbidden, "this account is disabled; ask an administrator")
+	}
+	s.userLimit.reset(userKey)
+	now := s.cfg.Now()
+	se := store.Session{ID: randomID(16), Username: u.Username, CreatedAt: now, ExpiresAt: now.Add(time.Duration(s.cfg.TicketLifetime))}
+	if err := s.st.CreateSession(ctx, se); err != nil {
+		return internal(err)
+	}
+	s.audit.SignIn(ctx, u.Username, addr, true, "")
+	gs := groupsOf(u)
+	p := &principal{user: u, session: se.ID, groups: gs, admin: isAdmin(gs)}
+	writeJSON(w, http.StatusOK, s.issue(p, se.ExpiresAt))
+	return nil
+}
+
+// issue signs a ticket for p's session.
+func (s *Server) issue(p *principal, expires time.Time) LoginResponse {
+	now := s.cfg.Now()
+	tok := s.signer.Sign(ticketClaims(p.user.Username, p.session, now, expires))
+	return LoginResponse{Ticket: tok, ExpiresAt: expires.UTC().Truncate(time.Second), User: p.user.Username, Groups: p.groupNames(), Admin: p.admin}
+}
+
+func (s *Server) renew(w http.ResponseWriter, r *http.Request) error {
+	p, err := s.authenticate(r)
+	if err != nil {
+		return err
+	}
+	expires := s.cfg.Now().Add(time.Duration(s.cfg.TicketLifetime))
+	if err := s.st.ExtendSession(r.Context(), p.session, expires); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return unauthorized("your session has ended: sign in again", err)
+		}
+		return internal(err)
+	}
+	writeJSON(w, http.StatusOK, s.issue(p, expires))
+	return nil
+}
+
+func (s *Server) logout(w http.ResponseWriter, r *http.Request) error {
+	p, err := s.authenticate(r)
+	if err != nil {
+		return err
+	}
+	if err := s.endSession(r, p); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "signed out"})
+	return nil
+}
+
+// endSession revokes p's session and closes its tunnels.
+func (s *Server) endSession(r *http.Request, p *principal) error {
+	if err := s.st.RevokeSession(r.Context(), p.session, s.cfg.Now()); err != nil {
+		return internal(err)
+	}
+	s.audit.SignOut(r.Context(), p.user.Username, p.session)
+	s.closeLive(func(lc *liveConn) bool { return lc.session == p.session }, wire.CloseUnauthorized, "you signed out")
+	return nil
+}
+
+// MeResponse describes the signed-in user.
+type MeResponse struct {
+	User      string    `json:"user"`
+	Groups    []string  `json:"groups"`
+	Admin     bool      `json:"admin"`
+	ExpiresAt time.Time `json:"expiresAt"`
+}
+
+func (s *Server) me(w http.ResponseWriter, r *http.Request) error {
+	p, err := s.authenticate(r)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, MeResponse{User: p.user.Username, Groups: p.groupNames(), Admin: p.admin, ExpiresAt: p.expires.UTC()})
+	return nil
+}
+
+// UserTunnel is a tunnel as its users see it; administrators also get the
+// target and the patterns.
+type UserTunnel struct {
+	Context       string `json:"context"`
+	LocalPort     int    `json:"localPort,omitempty"`
+	Description   string `json:"description,omitempty"`
+	SocketAddress string `json:"socketAddress,omitempty"`
+	UserGroups    string `json:"userGroups,omitempty"`
+}
+
+func (s *Server) userTunnel(p *principal, t store.Tunnel) UserTunnel {
+	ut := UserTunnel{Context: t.Context, LocalPort: t.LocalPort, Description: t.Description}
+	if p.admin {
+		ut.SocketAddress, ut.UserGroups = t.SocketAddress, t.UserGroups
+	}
+	return ut
+}
+
+func (s *Server) myTunnels(w http.ResponseWriter, r *http.Request) error {
+	p, err := s.authenticate(r)
+	if err != nil {
+		return err
+	}
+	ts, err := s.st.Tunnels(r.Context())
+	if err != nil {
+		return internal(err)
+	}
+	out := []UserTunnel{}
+	for _, t := range ts {
+		if s.allows(t, p.groups) {
+			out = append(out, s.userTunnel(p, t))
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// myTunnel answers whether the caller may use one tunnel: 404 unknown,
+// 403 not allowed. Clients ask it before they listen locally.
+func (s *Server) myTunnel(w http.ResponseWriter, r *http.Request) error {
+	p, err := s.authenticate(r)
+	if err != nil {
+		return err
+	}
+	t, err := s.lookupTunnel(r, p)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, s.userTunnel(p, t))
+	return nil
+}
+
+func (s *Server) lookupTunnel(r *http.Request, p *principal) (store.Tunnel, error) {
+	name := r.PathValue("context")
+	t, err := s.st.Tunnel(r.Context(), name)
+	if errors.Is(err, store.ErrNotFound) {
+		return t, &Error{Status: http.StatusNotFound, Msg: fmt.Sprintf("there is no tunnel %q", name), Err: err}
+	}
+	if err != nil {
+		return t, internal(err)
+	}
+	if !s.allows(t, p.groups) {
+		return t, &Error{Status: http.StatusForbidden, Msg: fmt.Sprintf("%s may not use tunnel %q: it is for %s", p.user.Username, t.Context, t.UserGroups), Err: ErrAccessDenied}
+	}
+	return t, nil
+}
+
+// adminHandler is a handler that needs an administrator.
+type adminHandler func(w http.ResponseWriter, r *http.Request, p *principal) error
+
+func (s *Server) admin(h adminHandler) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		p, err := s.authenticate(r)
+		if err != nil {
+			return err
+		}
+		if !p.admin {
+			return errorf(http.StatusForbidden, "only members of admin@ROOT may do this")
+		}
+		return h(w, r, p)
+	}
+}
+
+func (s *Server) listTunnels(w http.ResponseWriter, r *http.Request, p *principal) error {
+	ts, err := s.Tunnels(r.Context())
+	if err != nil {
+		return err
+	}
+	if ts == nil {
+		ts = []TunnelInfo{}
+	}
+	writeJSON(w, http.StatusOK, ts)
+	return nil
+}
+
+func (s *Server) getTunnel(w http.ResponseWriter, r *http.Request, p *principal) error {
+	t, err := s.st.Tunnel(r.Context(), r.PathValue("context"))
+	if err != nil {
+		return storeErr(err, fmt.Sprintf("tunnel %q", r.PathValue("context")))
+	}
+	writeJSON(w, http.StatusOK, specOf(t))
+	return nil
+}
+
+func (s *Server) postTunnel(w http.ResponseWriter, r *http.Request, p *principal) error {
+	var spec TunnelSpec
+	if err := decodeJSON(w, r, &spec); err != nil {
+		return err
+	}
+	spec, err := s.CreateTunnel(r.Context(), p.user.Username, spec)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, spec)
+	return nil
+}
+
+func (s *Server) putTunnel(w http.ResponseWriter, r *http.Request, p *principal) error {
+	var patch TunnelPatch
+	if err := decodeJSON(w, r, &patch); err != nil {
+		return err
+	}
+	spec, err := s.UpdateTunnel(r.Context(), p.user.Username, r.PathValue("context"), patch)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, spec)
+	return nil
+}
+
+func (s *Server) deleteTunnel(w http.ResponseWriter, r *http.Request, p *principal) error {
+	if err := s.DeleteTunnel(r.Context(), p.user.Username, r.PathValue("context")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// EnvironmentInfo is an environment as the admin API shows it.
+type EnvironmentInfo struct {
+	Name      string    `json:"name"`
+	Groups    int       `json:"groups"`
+	CreatedAt time.Time `json:"createdAt"`
+}
+
+func (s *Server) listEnvironments(w http.ResponseWriter, r *http.Request, p *principal) error {
+	d, err := s.directory(r.Context())
+	if err != nil {
+		return err
+	}
+	out := []EnvironmentInfo{}
+	for _, e := range d.envs {
+		n := 0
+		for _, g := range d.groups {
+			if strings.EqualFold(g.Environment, e.Name) {
+				n++
+			}
+		}
+		out = append(out, EnvironmentInfo{Name: e.Name, Groups: n, CreatedAt: e.CreatedAt})
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (s *Server) postEnvironment(w http.ResponseWriter, r *http.Request, p *principal) error {
+	var req struct {
+		Name string `json:"name"`
+	}
+	if err := decodeJSON(w, r, &req); err != nil {
+		return err
+	}
+	if err := s.CreateEnvironment(r.Context(), p.user.Username, req.Name); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, req)
+	return nil
+}
+
+func (s *Server) deleteEnvironment(w http.ResponseWriter, r *http.Request, p *principal) error {
+	if err := s.DeleteEnvironment(r.Context(), p.user.Username, r.PathValue("name")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// GroupInfo is a group as the admin API shows it.
+type GroupInfo struct {
+	Name        string    `json:"name"`
+	Environment string    `json:"environment"`
+	Members     int       `json:"members"`
+	CreatedAt   time.Time `json:"createdAt"`
+}
+
+func (s *Server) listGroups(w http.ResponseWriter, r *http.Request, p *principal) error {
+	gs, err := s.st.Groups(r.Context())
+	if err != nil {
+		return internal(err)
+	}
+	users, err := s.st.Users(r.Context())
+	if err != nil {
+		return internal(err)
+	}
+	out := []GroupInfo{}
+	for _, g := range gs {
+		n := 0
+		for _, u := range users {
+			for _, m := range u.Groups {
+				if strings.EqualFold(m.Name, g.Name) && strings.EqualFold(m.Environment, g.Environment) {
+					n++
+				}
+			}
+		}
+		out = append(out, GroupInfo{Name: g.Name, Environment: g.Environment, Members: n, CreatedAt: g.CreatedAt})
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (s *Server) postGroup(w http.ResponseWriter, r *http.Request, p *principal) error {
+	var req struct {
+		Name        string `json:"name"`
+		Environment string `json:"environment"`
+	}
+	if err := decodeJSON(w, r, &req); err != nil {
+		return err
+	}
+	if err := s.CreateGroup(r.Context(), p.user.Username, req.Name, req.Environment); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, req)
+	return nil
+}
+
+func (s *Server) deleteGroup(w http.ResponseWriter, r *http.Request, p *principal) error {
+	ref := r.PathValue("group")
+	i := strings.LastIndexByte(ref, '@')
+	if i <= 0 || i == len(ref)-1 {
+		return errorf(http.StatusBadRequest, "name the group as Group@Environment, e.g. /api/v1/admin/groups/staff@ROOT")
+	}
+	if err := s.DeleteGroup(r.Context(), p.user.Username, ref[:i], ref[i+1:]); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (s *Server) listUsers(w http.ResponseWriter, r *http.Request, p *principal) error {
+	us, err := s.st.Users(r.Context())
+	if err != nil {
+		return internal(err)
+	}
+	out := make([]UserInfo, len(us))
+	for i, u := range us {
+		out[i] = userInfo(u)
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (s *Server) getUser(w http.ResponseWriter, r *http.Request, p *principal) error {
+	u, err := s.st.User(r.Context(), r.PathValue("username"))
+	if err != nil {
+		return storeErr(err, fmt.Sprintf("user %q", r.PathValue("username")))
+	}
+	writeJSON(w, http.StatusOK, userInfo(u))
+	return nil
+}
+
+func (s *Server) postUser(w http.ResponseWriter, r *http.Request, p *principal) error {
+	var spec UserSpec
+	if err := decodeJSON(w, r, &spec); err != nil {
+		return err
+	}
+	info, err := s.CreateUser(r.Context(), p.user.Username, spec)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, info)
+	return nil
+}
+
+func (s *Server) putUser(w http.ResponseWriter, r *http.Request, p *principal) error {
+	var patch UserPatch
+	if err := decodeJSON(w, r, &patch); err != nil {
+		return err
+	}
+	info, err := s.UpdateUser(r.Context(), p.user.Username, r.PathValue("username"), patch)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, info)
+	return nil
+}
+
+func (s *Server) deleteUser(w http.ResponseWriter, r *http.Request, p *principal) error {
+	if err := s.DeleteUser(r.Context(), p.user.Username, r.PathValue("username")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// AuditEvent is an audit record as the admin API shows it.
+type AuditEvent struct {
+	ID      int64          `json:"id"`
+	Time    time.Time      `json:"time"`
+	Actor   string         `json:"actor"`
+	Kind    string         `json:"kind"`
+	Target  string         `json:"target"`
+	Outcome string         `json:"outcome"`
+	Details map[string]any `json:"details"`
+}
+
+func (s *Server) listAudit(w http.ResponseWriter, r *http.Request, p *principal) error {
+	q := r.URL.Query()
+	f := store.EventFilter{Actor: q.Get("actor"), Target: q.Get("target"), Kind: q.Get("kind")}
+	for name, dst := range map[string]*int64{"before": &f.BeforeID} {
+		if v := q.Get(name); v != "" {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil || n < 0 {
+				return invalid(map[string]string{name: "must be a whole number"})
+			}
+			*dst = n
+		}
+	}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			return invalid(map[string]string{"limit": "must be a whole number from 1 to 1000"})
+		}
+		f.Limit = n
+	}
+	evs, err := s.events(r.Context(), f)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, evs)
+	return nil
+}

@@ -1,0 +1,387 @@
+package gateway
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/user"
+	"strings"
+	"text/tabwriter"
+
+	"golang.org/x/term"
+
+	"github.com/porthole/porthole/gateway/acl"
+)
+
+// ErrUsage marks a command line that could not be understood; main exits
+// with status 2 for it.
+var ErrUsage = errors.New("usage")
+
+// IO is what a command reads and writes.
+type IO struct {
+	Stdin          io.Reader
+	Stdout, Stderr io.Writer
+}
+
+const gatewayUsage = `porthole-gateway: the Porthole gateway
+
+  porthole-gateway serve [--config FILE] [--data DIR] [--listen ADDR]
+  porthole-gateway user add NAME [--group G@ENV]... [--password-stdin]
+  porthole-gateway user list | user rm NAME
+  porthole-gateway group add NAME@ENV | group list | group rm NAME@ENV
+  porthole-gateway tunnel add CONTEXT HOST:PORT [--groups PATTERNS] [--local-port N] [--description TEXT]
+  porthole-gateway tunnel list | tunnel rm CONTEXT
+  porthole-gateway import FILE     (the webSocketsProxy JSON; "-" reads stdin)
+  porthole-gateway export          (writes it to stdout)
+
+Every command takes --config FILE and --data DIR. With no flags, serve
+listens on :8080 and keeps its SQLite store in the default data folder.
+`
+
+// Run runs the porthole-gateway command line.
+func Run(ctx context.Context, args []string, io IO) error {
+	if len(args) == 0 {
+		fmt.Fprint(io.Stderr, gatewayUsage)
+		return fmt.Errorf("%w: name a command", ErrUsage)
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "serve":
+		return runServe(ctx, rest, io)
+	case "user", "group", "tunnel":
+		if len(rest) == 0 {
+			return fmt.Errorf("%w: %s needs add, list or rm", ErrUsage, cmd)
+		}
+		return runAdmin(ctx, cmd, rest[0], rest[1:], io)
+	case "import":
+		return runAdmin(ctx, "import", "", rest, io)
+	case "export":
+		return runAdmin(ctx, "export", "", rest, io)
+	case "help", "-h", "--help":
+		fmt.Fprint(io.Stdout, gatewayUsage)
+		return nil
+	}
+	fmt.Fprint(io.Stderr, gatewayUsage)
+	return fmt.Errorf("%w: unknown command %q", ErrUsage, cmd)
+}
+
+// commonFlags are the flags every command takes.
+type commonFlags struct {
+	config, data, listen string
+}
+
+func newFlagSet(name string, io IO, cf *commonFlags) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Stderr)
+	fs.StringVar(&cf.config, "config", "", "JSON configuration file")
+	fs.StringVar(&cf.data, "data", "", "data folder (default: "+DefaultDataDir()+")")
+	return fs
+}
+
+// parseFlags parses flags and positional arguments in any order.
+func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, fmt.Errorf("%w: %v", ErrUsage, err)
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+func (cf commonFlags) load(io IO) (Config, error) {
+	var cfg Config
+	if cf.config != "" {
+		var err error
+		if cfg, err = LoadConfig(cf.config); err != nil {
+			return cfg, err
+		}
+	}
+	if cf.data != "" {
+		cfg.DataDir = cf.data
+	}
+	if cf.listen != "" {
+		cfg.Listen = cf.listen
+	}
+	cfg.Announce = io.Stderr
+	return cfg, nil
+}
+
+func runServe(ctx context.Context, args []string, io IO) error {
+	var cf commonFlags
+	fs := newFlagSet("serve", io, &cf)
+	fs.StringVar(&cf.listen, "listen", "", "address to listen on (default :8080)")
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return fmt.Errorf("%w: serve takes no arguments, got %q", ErrUsage, pos)
+	}
+	cfg, err := cf.load(io)
+	if err != nil {
+		return err
+	}
+	cfg.Logger = slog.New(slog.NewTextHandler(io.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	s, err := New(ctx, cfg, nil)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	return s.ListenAndServe(ctx)
+}
+
+// actorName is who offline commands act as in the audit log.
+func actorName() string {
+	name := "unknown"
+	if u, err := user.Current(); err == nil {
+		name = u.Username
+	}
+	return "local:" + name
+}
+
+func runAdmin(ctx context.Context, noun, verb string, args []string, io IO) error {
+	var cf commonFlags
+	fs := newFlagSet(strings.TrimSpace(noun+" "+verb), io, &cf)
+	var groups multiFlag
+	var passwordStdin bool
+	var patterns, description string
+	var localPort int
+	switch noun + " " + verb {
+	case "user add":
+		fs.Var(&groups, "group", "group membership NAME@ENV (repeat for several)")
+		fs.BoolVar(&passwordStdin, "password-stdin", false, "read the password from standard input")
+	case "tunnel add":
+		fs.StringVar(&patterns, "groups", acl.DefaultPatterns, "user groups allowed, ;-separated Group@Environment patterns")
+		fs.IntVar(&localPort, "local-port", 0, "suggested local port for clients")
+		fs.StringVar(&description, "description", "", "description")
+	}
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	cfg, err := cf.load(io)
+	if err != nil {
+		return err
+	}
+	cfg.Logger = slog.New(slog.NewTextHandler(io.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	s, err := New(ctx, cfg, nil)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	actor := actorName()
+	need := func(n int, what string) error {
+		if len(pos) != n {
+			return fmt.Errorf("%w: %s %s takes %s", ErrUsage, noun, verb, what)
+		}
+		return nil
+	}
+	out := tabwriter.NewWriter(io.Stdout, 0, 4, 2, ' ', 0)
+	defer out.Flush()
+
+	switch noun + " " + verb {
+	case "user add":
+		if err := need(1, "a user name"); err != nil {
+			return err
+		}
+		pw, generated, err := readNewPassword(io, passwordStdin)
+		if err != nil {
+			return err
+		}
+		info, err := s.CreateUser(ctx, actor, UserSpec{Username: pos[0], Password: pw, Groups: groups})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "created user %s in %s\n", info.Username, strings.Join(info.Groups, ", "))
+		if generated {
+			fmt.Fprintf(out, "password: %s\n", pw)
+		}
+	case "user list":
+		users, err := s.st.Users(ctx)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(out, "USER\tGROUPS\tSTATE")
+		for _, u := range users {
+			info := userInfo(u)
+			state := "enabled"
+			if u.Disabled {
+				state = "disabled"
+			}
+			fmt.Fprintf(out, "%s\t%s\t%s\n", info.Username, strings.Join(info.Groups, ", "), state)
+		}
+	case "user rm":
+		if err := need(1, "a user name"); err != nil {
+			return err
+		}
+		if err := s.DeleteUser(ctx, actor, pos[0]); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "deleted user %s\n", pos[0])
+	case "group add":
+		if err := need(1, "NAME@ENV"); err != nil {
+			return err
+		}
+		g, err := acl.ParseGroup(pos[0])
+		if err != nil {
+			return err
+		}
+		dir, err := s.directory(ctx)
+		if err != nil {
+			return err
+		}
+		if !dir.HasEnvironment(g.Env) {
+			if err := s.CreateEnvironment(ctx, actor, g.Env); err != nil {
+				return err
+			}
+			fmt.Fprintf(out, "created environment %s\n", g.Env)
+		}
+		if err := s.CreateGroup(ctx, actor, g.Name, g.Env); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "created group %s\n", g)
+	case "group list":
+		gs, err := s.st.Groups(ctx)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(out, "GROUP")
+		for _, g := range gs {
+			fmt.Fprintf(out, "%s@%s\n", g.Name, g.Environment)
+		}
+	case "group rm":
+		if err := need(1, "NAME@ENV"); err != nil {
+			return err
+		}
+		i := strings.LastIndexByte(pos[0], '@')
+		if i <= 0 {
+			return fmt.Errorf("%w: write the group as NAME@ENV", ErrUsage)
+		}
+		if err := s.DeleteGroup(ctx, actor, pos[0][:i], pos[0][i+1:]); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "deleted group %s\n", pos[0])
+	case "tunnel add":
+		if err := need(2, "CONTEXT HOST:PORT"); err != nil {
+			return err
+		}
+		spec, err := s.CreateTunnel(ctx, actor, TunnelSpec{Context: pos[0], SocketAddress: pos[1], UserGroups: patterns, LocalPort: localPort, Description: description})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "created tunnel %s -> %s for %s\n", spec.Context, spec.SocketAddress, spec.UserGroups)
+	case "tunnel list":
+		ts, err := s.st.Tunnels(ctx)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(out, "CONTEXT\tSOCKET ADDRESS\tUSER GROUPS\tLOCAL PORT\tDESCRIPTION")
+		for _, t := range ts {
+			lp := "-"
+			if t.LocalPort > 0 {
+				lp = fmt.Sprint(t.LocalPort)
+			}
+			fmt.Fprintf(out, "%s\t%s\t%s\t%s\t%s\n", t.Context, t.SocketAddress, t.UserGroups, lp, t.Description)
+		}
+	case "tunnel rm":
+		if err := need(1, "a context"); err != nil {
+			return err
+		}
+		if err := s.DeleteTunnel(ctx, actor, pos[0]); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "deleted tunnel %s\n", pos[0])
+	case "import ":
+		if err := need(1, "a file (or - for standard input)"); err != nil {
+			return err
+		}
+		var data []byte
+		if pos[0] == "-" {
+			data, err = io.readAll()
+		} else {
+			data, err = os.ReadFile(pos[0])
+		}
+		if err != nil {
+			return fmt.Errorf("import: %w", err)
+		}
+		res, err := s.ImportSeed(ctx, actor, data)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "imported %d tunnel(s): %d created, %d updated\n", len(res.Created)+len(res.Updated), len(res.Created), len(res.Updated))
+	case "export ":
+		if err := need(0, "no arguments"); err != nil {
+			return err
+		}
+		b, err := s.ExportSeed(ctx)
+		if err != nil {
+			return err
+		}
+		out.Write(b)
+	default:
+		return fmt.Errorf("%w: unknown command %q", ErrUsage, strings.TrimSpace(noun+" "+verb))
+	}
+	return nil
+}
+
+func (io IO) readAll() ([]byte, error) {
+	if io.Stdin == nil {
+		return nil, errors.New("no standard input")
+	}
+	return readAllLimited(io.Stdin, 16<<20)
+}
+
+func readAllLimited(r io.Reader, n int64) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(r, n+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > n {
+		return nil, fmt.Errorf("input is larger than %d bytes", n)
+	}
+	return b, nil
+}
+
+// readNewPassword reads a password from stdin (--password-stdin), asks for
+// it on a terminal, or generates one.
+func readNewPassword(io IO, fromStdin bool) (pw string, generated bool, err error) {
+	if fromStdin {
+		line, err := bufio.NewReader(io.Stdin).ReadString('\n')
+		if err != nil && line == "" {
+			return "", false, fmt.Errorf("read password from standard input: %w", err)
+		}
+		return strings.TrimRight(line, "\r\n"), false, nil
+	}
+	if f, ok := io.Stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		fmt.Fprint(io.Stderr, "Password (empty to generate one): ")
+		b, err := term.ReadPassword(int(f.Fd()))
+		fmt.Fprintln(io.Stderr)
+		if err != nil {
+			return "", false, err
+		}
+		if len(b) > 0 {
+			return string(b), false, nil
+		}
+	}
+	return generatePassword(), true, nil
+}
+
+// multiFlag collects a repeated flag.
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
+func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }

@@ -1,0 +1,211 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/porthole/porthole/gateway/store"
+	"github.com/porthole/porthole/gateway/ticket"
+	"github.com/porthole/porthole/wire"
+)
+
+func ticketClaims(user, session string, now, expires time.Time) ticket.Claims {
+	return ticket.Claims{User: user, Session: session, IssuedAt: now, ExpiresAt: expires}
+}
+
+// sameOrigin reports whether a browser request comes from the gateway's
+// own pages. Requests without Origin (non-browser clients) pass.
+func sameOrigin(r *http.Request) bool {
+	if r.Header.Get("Sec-Fetch-Site") == "cross-site" {
+		return false
+	}
+	o := r.Header.Get("Origin")
+	if o == "" {
+		return true
+	}
+	u, err := url.Parse(o)
+	if err != nil {
+		return false
+	}
+	return strings.EqualFold(u.Host, r.Host)
+}
+
+// serveProxy is GET /ws-proxy/{context}. Everything that can refuse the
+// tunnel (origin, ticket, context, access, the dial to the target) happens
+// before the upgrade and is answered with a JSON reason, so the client can
+// tell its user; only then do bytes flow.
+func (s *Server) serveProxy(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	rec := TunnelRecord{Context: r.PathValue("context"), Remote: clientAddr(r)}
+	deny := func(label string, err error) {
+		var he *Error
+		if errors.As(err, &he) {
+			s.metrics.denials.WithLabelValues(label).Inc()
+			s.audit.TunnelDenied(ctx, rec, he.Msg)
+		}
+		writeError(s.log, w, r, err)
+	}
+	if r.Method != http.MethodGet {
+		w.Header().Set("Allow", "GET")
+		writeError(s.log, w, r, errorf(http.StatusMethodNotAllowed, "tunnels are opened with GET and a WebSocket upgrade"))
+		return
+	}
+	if !sameOrigin(r) {
+		deny("origin", errorf(http.StatusForbidden, "tunnels cannot be opened from another site's page"))
+		return
+	}
+	p, err := s.authenticate(r)
+	if err != nil {
+		deny("unauthorized", err)
+		return
+	}
+	rec.User = p.user.Username
+	t, err := s.lookupTunnel(r, p)
+	if err != nil {
+		var he *Error
+		label := "forbidden"
+		if errors.As(err, &he) && he.Status == http.StatusNotFound {
+			label = "not_found"
+		}
+		deny(label, err)
+		return
+	}
+	rec.Context, rec.Target = t.Context, t.SocketAddress
+	if !websocket.IsWebSocketUpgrade(r) {
+		writeError(s.log, w, r, errorf(http.StatusBadRequest, "this endpoint carries a tunnel over WebSocket: open it with the porthole client"))
+		return
+	}
+	target, err := s.dialTarget(ctx, t)
+	if err != nil {
+		deny("unreachable", err)
+		return
+	}
+	ws, err := s.upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		// The upgrader has answered the client.
+		target.Close()
+		s.log.Info("websocket upgrade failed", "context", t.Context, "user", p.user.Username, "err", err)
+		return
+	}
+	s.carry(p, t, rec, ws, target)
+}
+
+// dialTarget connects to a tunnel's target within the dial timeout.
+func (s *Server) dialTarget(ctx context.Context, t store.Tunnel) (net.Conn, error) {
+	dctx, cancel := context.WithTimeout(ctx, time.Duration(s.cfg.DialTimeout))
+	defer cancel()
+	c, err := s.cfg.Dial(dctx, "tcp", t.SocketAddress)
+	if err != nil {
+		reason := err.Error()
+		var oe *net.OpError
+		if errors.As(err, &oe) && oe.Err != nil {
+			reason = oe.Err.Error()
+		}
+		if errors.Is(err, context.DeadlineExceeded) {
+			reason = fmt.Sprintf("no answer within %s", time.Duration(s.cfg.DialTimeout))
+		}
+		return nil, &Error{Status: http.StatusBadGateway,
+			Msg: fmt.Sprintf("the gateway cannot reach tunnel %q's target %s: %s", t.Context, t.SocketAddress, reason), Err: err}
+	}
+	if tc, ok := c.(*net.TCPConn); ok {
+		if n := s.socketBufferSize(ctx); n > 0 {
+			tc.SetReadBuffer(n)
+			tc.SetWriteBuffer(n)
+		}
+	}
+	return c, nil
+}
+
+// carry moves bytes between the WebSocket and the target until either
+// side ends, the tunnel is revoked, or the gateway shuts down.
+func (s *Server) carry(p *principal, t store.Tunnel, rec TunnelRecord, ws *websocket.Conn, target net.Conn) {
+	conn := wire.NewConn(ws, wire.Options{
+		HalfClose:  ws.Subprotocol() == wire.Subprotocol,
+		PingPeriod: s.cfg.PingPeriod,
+		PongWait:   s.cfg.PongWait,
+	})
+	ctx, cancel := context.WithCancelCause(s.baseCtx)
+	defer cancel(nil)
+	lc := &liveConn{id: s.nextID.Add(1), user: p.user.Username, session: p.session, context: t.Context,
+		target: t.SocketAddress, remote: rec.Remote, started: s.cfg.Now(), cancel: cancel}
+	if !s.register(lc) {
+		conn.CloseWith(wire.CloseGoingAway, "gateway shutting down")
+		target.Close()
+		return
+	}
+	defer s.unregister(lc)
+	rec.ID = lc.id
+	s.metrics.opened.Inc()
+	s.audit.TunnelOpened(ctx, rec)
+	log := s.log.With("conn", lc.id, "user", lc.user, "context", lc.context)
+	log.Info("tunnel opened", "target", lc.target, "remote", lc.remote)
+
+	counted := &countingConn{Conn: target, read: &lc.down, written: &lc.up}
+	_, err := wire.Pipe(ctx, conn, counted)
+
+	rec.BytesUp, rec.BytesDown = lc.up.Load(), lc.down.Load()
+	rec.Duration = s.cfg.Now().Sub(lc.started)
+	var ce *wire.CloseError
+	switch {
+	case err == nil:
+	case errors.As(err, &ce):
+		rec.Error = ce.Reason
+	default:
+		rec.Error = err.Error()
+	}
+	s.metrics.bytes.WithLabelValues("up").Add(float64(rec.BytesUp))
+	s.metrics.bytes.WithLabelValues("down").Add(float64(rec.BytesDown))
+	s.audit.TunnelClosed(context.WithoutCancel(ctx), rec)
+	log.Info("tunnel closed", "up", rec.BytesUp, "down", rec.BytesDown, "duration", rec.Duration.Round(time.Millisecond), "err", rec.Error)
+}
+
+// countingConn counts bytes read and written and passes CloseWrite on.
+type countingConn struct {
+	net.Conn
+	read, written *atomic.Int64
+}
+
+func (c *countingConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.read.Add(int64(n))
+	return n, err
+}
+
+func (c *countingConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	c.written.Add(int64(n))
+	return n, err
+}
+
+func (c *countingConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return c.Conn.Close()
+}
+
+// events reads audit events for the API.
+func (s *Server) events(ctx context.Context, f store.EventFilter) ([]AuditEvent, error) {
+	evs, err := s.st.Events(ctx, f)
+	if err != nil {
+		return nil, internal(err)
+	}
+	out := make([]AuditEvent, len(evs))
+	for i, e := range evs {
+		out[i] = AuditEvent{ID: e.ID, Time: e.Time, Actor: e.Actor, Kind: e.Kind, Target: e.Target, Outcome: e.Outcome}
+		if err := json.Unmarshal(e.Details, &out[i].Details); err != nil {
+			out[i].Details = map[string]any{"raw": string(e.Details)}
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,606 @@
+package gateway
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/porthole/porthole/gateway/acl"
+	"github.com/porthole/porthole/gateway/store"
+	"github.com/porthole/porthole/gateway/ticket"
+	"github.com/porthole/porthole/wire"
+)
+
+// Well-known identities.
+const (
+	RootEnv    = "ROOT"
+	AdminGroup = "admin"
+	AdminUser  = "admin"
+)
+
+// Settings keys in the store.
+const (
+	settingTicketKey  = "ticket_key"
+	settingSocketBuf  = "socket_buffer_size"
+	settingBootstrapd = "bootstrapped"
+)
+
+// recheckPeriod is how often live tunnels are checked against the store,
+// for changes this process did not make itself.
+const recheckPeriod = 3 * time.Second
+
+// Server is a Porthole gateway.
+type Server struct {
+	cfg     Config
+	st      store.Store
+	ownsSt  bool
+	log     *slog.Logger
+	audit   Audit
+	signer  *ticket.Signer
+	hash    HashParams
+	metrics *metrics
+
+	userLimit *limiter // failed sign-ins per user and address
+	addrLimit *limiter // failed sign-ins per address
+
+	patterns patternCache
+	upgrader websocket.Upgrader
+	handler  http.Handler
+
+	// baseCtx is the parent of every live tunnel; Close cancels it.
+	baseCtx    context.Context
+	cancelBase context.CancelCauseFunc
+
+	nextID atomic.Uint64
+	liveWG sync.WaitGroup
+	// liveMu guards live and closing; liveWG.Add happens under it.
+	liveMu  sync.Mutex
+	live    map[uint64]*liveConn
+	closing bool
+
+	closeOnce sync.Once
+}
+
+// liveConn is one open tunnel connection.
+type liveConn struct {
+	id      uint64
+	user    string
+	session string
+	context string
+	target  string
+	remote  string
+	started time.Time
+	up      atomic.Int64 // client to target
+	down    atomic.Int64 // target to client
+	cancel  context.CancelCauseFunc
+}
+
+// New opens (or uses) the store, bootstraps it on first start and returns
+// a Server ready to serve. The caller must Close it.
+func New(ctx context.Context, cfg Config, st store.Store) (*Server, error) {
+	if err := cfg.CheckAndSetDefaults(); err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, hash: defaultHash, live: map[uint64]*liveConn{}}
+	if cfg.PasswordCost != nil {
+		s.hash = *cfg.PasswordCost
+	}
+	if st == nil {
+		var err error
+		if st, err = store.OpenSQLite(ctx, cfg.StorePath()); err != nil {
+			return nil, err
+		}
+		s.ownsSt = true
+	}
+	s.st = st
+	s.metrics = newMetrics()
+	s.audit = cfg.Audit
+	if s.audit == nil {
+		s.audit = &storeAudit{st: st, log: s.log, now: cfg.Now, failed: s.metrics.auditFailures.Inc}
+	}
+	s.userLimit = newLimiter(5, cfg.Now)
+	s.addrLimit = newLimiter(30, cfg.Now)
+	if err := s.bootstrap(ctx); err != nil {
+		s.closeStore()
+		return nil, err
+	}
+	s.baseCtx, s.cancelBase = context.WithCancelCause(context.Background())
+	s.upgrader = websocket.Upgrader{
+		HandshakeTimeout: 10 * time.Second,
+		Subprotocols:     []string{wire.Subprotocol},
+		// The origin was checked before the target was dialled.
+		CheckOrigin:     func(*http.Request) bool { return true },
+		WriteBufferPool: &sync.Pool{},
+	}
+	s.handler = s.routes()
+	return s, nil
+}
+
+// bootstrap creates the signing key and, on an empty store, ROOT,
+// admin@ROOT and the admin user.
+func (s *Server) bootstrap(ctx context.Context) error {
+	key := make([]byte, 32)
+	rand.Read(key)
+	enc, err := s.st.SetSettingIfAbsent(ctx, settingTicketKey, base64.StdEncoding.EncodeToString(key))
+	if err != nil {
+		return fmt.Errorf("bootstrap: %w", err)
+	}
+	if key, err = base64.StdEncoding.DecodeString(enc); err != nil {
+		return fmt.Errorf("bootstrap: stored ticket key is corrupt: %w", err)
+	}
+	if s.signer, err = ticket.NewSigner(key); err != nil {
+		return fmt.Errorf("bootstrap: %w", err)
+	}
+	if _, err := s.st.Setting(ctx, settingBootstrapd); err == nil {
+		return nil
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("bootstrap: %w", err)
+	}
+	pw, generated := s.cfg.AdminPassword, false
+	if pw == "" {
+		pw = os.Getenv("PORTHOLE_ADMIN_PASSWORD")
+	}
+	if pw == "" {
+		pw, generated = generatePassword(), true
+	}
+	if len(pw) < MinPasswordLen {
+		return fmt.Errorf("bootstrap: the administrator password must have at least %d characters", MinPasswordLen)
+	}
+	hash, err := hashPassword(pw, s.hash)
+	if err != nil {
+		return err
+	}
+	for _, step := range []func() error{
+		func() error { return s.st.CreateEnvironment(ctx, RootEnv) },
+		func() error { return s.st.CreateGroup(ctx, AdminGroup, RootEnv) },
+		func() error {
+			return s.st.CreateUser(ctx, store.User{Username: AdminUser, PasswordHash: hash,
+				Groups: []store.GroupRef{{Name: AdminGroup, Environment: RootEnv}}})
+		},
+	} {
+		if err := step(); err != nil && !errors.Is(err, store.ErrConflict) {
+			return fmt.Errorf("bootstrap: %w", err)
+		}
+	}
+	won, err := s.st.SetSettingIfAbsent(ctx, settingBootstrapd, s.cfg.Now().UTC().Format(time.RFC3339))
+	if err != nil {
+		return fmt.Errorf("bootstrap: %w", err)
+	}
+	s.audit.AdminChange(ctx, "system", "bootstrap", AdminUser, nil, map[string]any{"environment": RootEnv, "group": AdminGroup + "@" + RootEnv, "user": AdminUser})
+	if generated && won != "" {
+		fmt.Fprintf(s.cfg.Announce, "\nPorthole created the administrator %q with the password:\n\n    %s\n\nIt is shown only this once. Sign in and change it, or set PORTHOLE_ADMIN_PASSWORD before the first start.\n\n", AdminUser, pw)
+	}
+	return nil
+}
+
+// Handler returns the gateway's HTTP handler.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Serve answers HTTP (HTTPS when the config names a certificate) on ln
+// until ctx is done, then shuts down gracefully: it stops accepting, ends
+// live tunnels with "going away" and waits for them. Serve always closes ln.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	hs := &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		BaseContext:       func(net.Listener) context.Context { return s.baseCtx },
+	}
+	if s.cfg.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(s.cfg.TLSCert, s.cfg.TLSKey)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("load TLS certificate: %w", err)
+		}
+		hs.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		ln = tls.NewListener(ln, hs.TLSConfig)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	// Changes made elsewhere (another gateway on the same store, an
+	// offline command) reach live tunnels within recheckPeriod.
+	recheckDone := make(chan struct{})
+	rctx, stopRecheck := context.WithCancel(ctx)
+	defer func() { stopRecheck(); <-recheckDone }()
+	go func() {
+		defer close(recheckDone)
+		t := time.NewTicker(recheckPeriod)
+		defer t.Stop()
+		for {
+			select {
+			case <-rctx.Done():
+				return
+			case <-t.C:
+				s.recheckLive(rctx, nil)
+			}
+		}
+	}()
+	select {
+	case err := <-errc:
+		s.dropLive(wire.CloseGoingAway, "gateway stopped")
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	s.log.Info("shutting down: no new connections, closing live tunnels")
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	hs.Shutdown(sctx)
+	s.dropLive(wire.CloseGoingAway, "gateway shutting down")
+	<-errc
+	return nil
+}
+
+// ListenAndServe listens on the configured address and serves.
+func (s *Server) ListenAndServe(ctx context.Context) error {
+	ln, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	scheme := "http"
+	if s.cfg.TLSCert != "" {
+		scheme = "https"
+	}
+	s.log.Info("porthole gateway listening", "addr", ln.Addr().String(), "url", scheme+"://"+displayAddr(ln.Addr()), "store", s.cfg.StorePath())
+	return s.Serve(ctx, ln)
+}
+
+func displayAddr(a net.Addr) string {
+	host, port, _ := net.SplitHostPort(a.String())
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		host = "localhost"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// dropLive ends every live tunnel and waits for them; no new ones start.
+func (s *Server) dropLive(code int, reason string) {
+	s.liveMu.Lock()
+	s.closing = true
+	s.liveMu.Unlock()
+	s.cancelBase(&wire.CloseError{Code: code, Reason: reason})
+	s.liveWG.Wait()
+}
+
+// Close ends live tunnels and closes the store if the Server opened it.
+func (s *Server) Close() error {
+	var err error
+	s.closeOnce.Do(func() {
+		s.dropLive(wire.CloseGoingAway, "gateway shutting down")
+		err = s.closeStore()
+	})
+	return err
+}
+
+func (s *Server) closeStore() error {
+	if s.ownsSt {
+		return s.st.Close()
+	}
+	return nil
+}
+
+// principal is who made a request.
+type principal struct {
+	user    store.User
+	session string
+	expires time.Time
+	groups  []acl.Group
+	admin   bool
+}
+
+func (p *principal) groupNames() []string {
+	out := make([]string, len(p.groups))
+	for i, g := range p.groups {
+		out[i] = g.String()
+	}
+	return out
+}
+
+func groupsOf(u store.User) []acl.Group {
+	gs := make([]acl.Group, len(u.Groups))
+	for i, g := range u.Groups {
+		gs[i] = acl.Group{Name: g.Name, Env: g.Environment}
+	}
+	return gs
+}
+
+func isAdmin(gs []acl.Group) bool {
+	for _, g := range gs {
+		if strings.EqualFold(g.Name, AdminGroup) && strings.EqualFold(g.Env, RootEnv) {
+			return true
+		}
+	}
+	return false
+}
+
+// Sentinels for errors.Is on authentication failures.
+var (
+	ErrTicketExpired = errors.New("ticket expired")
+	ErrAccessDenied  = errors.New("access denied")
+)
+
+// ticketFrom returns the request's ticket: the Authorization bearer, or
+// the portal's cookie.
+func ticketFrom(r *http.Request) string {
+	if h := r.Header.Get("Authorization"); h != "" {
+		if t, ok := strings.CutPrefix(h, "Bearer "); ok {
+			return strings.TrimSpace(t)
+		}
+		return ""
+	}
+	if c, err := r.Cookie(wire.SessionCookie); err == nil {
+		return c.Value
+	}
+	return ""
+}
+
+// authenticate checks the request's ticket, its session and its user.
+func (s *Server) authenticate(r *http.Request) (*principal, error) {
+	tok := ticketFrom(r)
+	if tok == "" {
+		if r.Header.Get("Authorization") != "" {
+			return nil, unauthorized("send the ticket as \"Authorization: Bearer <ticket>\"", nil)
+		}
+		return nil, unauthorized("sign in first: the request carried no ticket", nil)
+	}
+	return s.checkTicket(r.Context(), tok)
+}
+
+func (s *Server) checkTicket(ctx context.Context, tok string) (*principal, error) {
+	now := s.cfg.Now()
+	claims, err := s.signer.Verify(tok, now)
+	if errors.Is(err, ticket.ErrExpired) {
+		return nil, unauthorized("your ticket has expired: sign in again", ErrTicketExpired)
+	}
+	if err != nil {
+		return nil, unauthorized("the ticket is not valid: sign in again", err)
+	}
+	se, err := s.st.Session(ctx, claims.Session)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, unauthorized("your session has ended: sign in again", err)
+	}
+	if err != nil {
+		return nil, internal(err)
+	}
+	if !se.RevokedAt.IsZero() {
+		return nil, unauthorized("your session was ended (signed out or revoked): sign in again", nil)
+	}
+	if !strings.EqualFold(se.Username, claims.User) {
+		return nil, unauthorized("the ticket is not valid: sign in again", nil)
+	}
+	u, err := s.st.User(ctx, claims.User)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, unauthorized("your account no longer exists", err)
+	}
+	if err != nil {
+		return nil, internal(err)
+	}
+	if u.Disabled {
+		return nil, unauthorized("your account is disabled; ask an administrator", nil)
+	}
+	gs := groupsOf(u)
+	return &principal{user: u, session: se.ID, expires: claims.ExpiresAt, groups: gs, admin: isAdmin(gs)}, nil
+}
+
+func unauthorized(msg string, err error) *Error {
+	return &Error{Status: http.StatusUnauthorized, Msg: msg, Err: err}
+}
+
+// patternCache keeps parsed user-group patterns by their text.
+type patternCache struct {
+	// mu guards m.
+	mu sync.Mutex
+	m  map[string]acl.Patterns
+}
+
+func (c *patternCache) get(s string) (acl.Patterns, error) {
+	c.mu.Lock()
+	ps, ok := c.m[s]
+	c.mu.Unlock()
+	if ok {
+		return ps, nil
+	}
+	ps, err := acl.ParsePatterns(s)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	if c.m == nil || len(c.m) > 4096 {
+		c.m = map[string]acl.Patterns{}
+	}
+	c.m[s] = ps
+	c.mu.Unlock()
+	return ps, nil
+}
+
+// allows reports whether members of groups may use t.
+func (s *Server) allows(t store.Tunnel, groups []acl.Group) bool {
+	ps, err := s.patterns.get(t.UserGroups)
+	if err != nil {
+		s.log.Error("stored tunnel has invalid user groups", "context", t.Context, "err", err)
+		return false
+	}
+	return ps.Allows(groups)
+}
+
+// register adds a live tunnel connection; it refuses once the server is
+// shutting down.
+func (s *Server) register(lc *liveConn) bool {
+	s.liveMu.Lock()
+	defer s.liveMu.Unlock()
+	if s.closing {
+		return false
+	}
+	s.live[lc.id] = lc
+	s.liveWG.Add(1)
+	s.metrics.active.Inc()
+	return true
+}
+
+func (s *Server) unregister(lc *liveConn) {
+	s.liveMu.Lock()
+	delete(s.live, lc.id)
+	s.liveMu.Unlock()
+	s.metrics.active.Dec()
+	s.liveWG.Done()
+}
+
+// liveSnapshot returns the live connections matching keep.
+func (s *Server) liveSnapshot(keep func(*liveConn) bool) []*liveConn {
+	s.liveMu.Lock()
+	defer s.liveMu.Unlock()
+	var out []*liveConn
+	for _, lc := range s.live {
+		if keep == nil || keep(lc) {
+			out = append(out, lc)
+		}
+	}
+	return out
+}
+
+// closeLive ends the live connections matching keep, telling each client
+// why. It returns how many it ended.
+func (s *Server) closeLive(keep func(*liveConn) bool, code int, reason string) int {
+	conns := s.liveSnapshot(keep)
+	for _, lc := range conns {
+		s.log.Info("closing tunnel connection", "conn", lc.id, "user", lc.user, "context", lc.context, "reason", reason)
+		lc.cancel(&wire.CloseError{Code: code, Reason: reason})
+	}
+	return len(conns)
+}
+
+// recheckLive re-evaluates live connections against the current store and
+// ends those whose user may no longer use their tunnel.
+func (s *Server) recheckLive(ctx context.Context, keep func(*liveConn) bool) {
+	users := map[string]*store.User{}
+	tunnels := map[string]*store.Tunnel{}
+	sessions := map[string]bool{} // id -> still valid
+	for _, lc := range s.liveSnapshot(keep) {
+		valid, ok := sessions[lc.session]
+		if !ok {
+			se, err := s.st.Session(ctx, lc.session)
+			if err != nil && !errors.Is(err, store.ErrNotFound) {
+				continue // the store is not answering: try again next time
+			}
+			valid = err == nil && se.RevokedAt.IsZero()
+			sessions[lc.session] = valid
+		}
+		key := strings.ToLower(lc.user)
+		u, ok := users[key]
+		if !ok {
+			if got, err := s.st.User(ctx, lc.user); err == nil {
+				u = &got
+			}
+			users[key] = u
+		}
+		tk := strings.ToLower(lc.context)
+		t, ok := tunnels[tk]
+		if !ok {
+			if got, err := s.st.Tunnel(ctx, lc.context); err == nil {
+				t = &got
+			}
+			tunnels[tk] = t
+		}
+		switch {
+		case !valid:
+			lc.cancel(&wire.CloseError{Code: wire.CloseUnauthorized, Reason: "your session was ended"})
+		case u == nil:
+			lc.cancel(&wire.CloseError{Code: wire.CloseUnauthorized, Reason: "your account was deleted"})
+		case u.Disabled:
+			lc.cancel(&wire.CloseError{Code: wire.CloseUnauthorized, Reason: "your account was disabled"})
+		case t == nil:
+			lc.cancel(&wire.CloseError{Code: wire.CloseForbidden, Reason: "the tunnel was deleted"})
+		case !s.allows(*t, groupsOf(*u)):
+			lc.cancel(&wire.CloseError{Code: wire.CloseForbidden, Reason: "your access to this tunnel was removed"})
+		}
+	}
+}
+
+// socketBufferSize is the configured SO_RCVBUF/SO_SNDBUF for targets.
+func (s *Server) socketBufferSize(ctx context.Context) int {
+	if s.cfg.SocketBufferSize > 0 {
+		return int(s.cfg.SocketBufferSize)
+	}
+	if v, err := s.st.Setting(ctx, settingSocketBuf); err == nil {
+		if n, err := strconv.Atoi(v); err == nil && n > 0 {
+			return n
+		}
+	}
+	return 0
+}
+
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/healthz", s.route(methods{"GET": s.healthz}))
+	mux.Handle("/metrics", s.route(methods{"GET": s.serveMetrics}))
+	mux.Handle("/api/v1/login", s.route(methods{"POST": s.login}))
+	mux.Handle("/api/v1/renew", s.route(methods{"POST": s.renew}))
+	mux.Handle("/api/v1/logout", s.route(methods{"POST": s.logout}))
+	mux.Handle("/api/v1/me", s.route(methods{"GET": s.me}))
+	mux.Handle("/api/v1/tunnels", s.route(methods{"GET": s.myTunnels}))
+	mux.Handle("/api/v1/tunnels/{context}", s.route(methods{"GET": s.myTunnel}))
+	mux.Handle("/api/v1/admin/tunnels", s.route(methods{"GET": s.admin(s.listTunnels), "POST": s.admin(s.postTunnel)}))
+	mux.Handle("/api/v1/admin/tunnels/{context}", s.route(methods{"GET": s.admin(s.getTunnel), "PUT": s.admin(s.putTunnel), "DELETE": s.admin(s.deleteTunnel)}))
+	mux.Handle("/api/v1/admin/environments", s.route(methods{"GET": s.admin(s.listEnvironments), "POST": s.admin(s.postEnvironment)}))
+	mux.Handle("/api/v1/admin/environments/{name}", s.route(methods{"DELETE": s.admin(s.deleteEnvironment)}))
+	mux.Handle("/api/v1/admin/groups", s.route(methods{"GET": s.admin(s.listGroups), "POST": s.admin(s.postGroup)}))
+	mux.Handle("/api/v1/admin/groups/{group}", s.route(methods{"DELETE": s.admin(s.deleteGroup)}))
+	mux.Handle("/api/v1/admin/users", s.route(methods{"GET": s.admin(s.listUsers), "POST": s.admin(s.postUser)}))
+	mux.Handle("/api/v1/admin/users/{username}", s.route(methods{"GET": s.admin(s.getUser), "PUT": s.admin(s.putUser), "DELETE": s.admin(s.deleteUser)}))
+	mux.Handle("/api/v1/admin/audit", s.route(methods{"GET": s.admin(s.listAudit)}))
+	mux.Handle(wire.ProxyPath+"{context}", http.HandlerFunc(s.serveProxy))
+	mux.Handle("/api/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeError(s.log, w, r, errorf(http.StatusNotFound, "no such API endpoint: %s %s", r.Method, r.URL.Path))
+	}))
+	mux.Handle("/", http.HandlerFunc(s.serveRoot))
+	return http.NewCrossOriginProtection().Handler(mux)
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) error {
+	if _, err := s.st.Setting(r.Context(), settingTicketKey); err != nil {
+		return &Error{Status: http.StatusServiceUnavailable, Msg: "the store is not answering", Err: err}
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	return nil
+}
+
+func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request) error {
+	if s.cfg.MetricsAdminOnly {
+		p, err := s.authenticate(r)
+		if err != nil {
+			return err
+		}
+		if !p.admin {
+			return errorf(http.StatusForbidden, "metrics are for administrators")
+		}
+	}
+	promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}).ServeHTTP(w, r)
+	return nil
+}
+
+// serveRoot answers "/" and anything no other route takes.
+func (s *Server) serveRoot(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path != "/" {
+		writeError(s.log, w, r, errorf(http.StatusNotFound, "no such page: %s", r.URL.Path))
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	fmt.Fprintln(w, "Porthole gateway is running. Sign in with the porthole CLI or the tray app.")
+}

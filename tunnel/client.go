@@ -1,0 +1,359 @@
+package tunnel
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/porthole/porthole/wire"
+)
+
+// Sentinel errors; *APIError matches them with errors.Is by status.
+var (
+	// ErrUnauthorized: the ticket is missing, expired or revoked, or the
+	// password was wrong. Sign in again.
+	ErrUnauthorized = errors.New("not signed in")
+	// ErrForbidden: the user may not use the tunnel (or do the thing).
+	ErrForbidden = errors.New("access denied")
+	// ErrNotFound: no such tunnel.
+	ErrNotFound = errors.New("not found")
+	// ErrTargetUnreachable: the gateway could not connect to the target.
+	ErrTargetUnreachable = errors.New("target unreachable")
+	// ErrRateLimited: too many failed sign-ins; see APIError.RetryAfter.
+	ErrRateLimited = errors.New("rate limited")
+	// ErrGatewayUnreachable: the gateway did not answer at all.
+	ErrGatewayUnreachable = errors.New("gateway unreachable")
+	// ErrCertificate: the gateway's TLS certificate is not trusted.
+	ErrCertificate = errors.New("gateway certificate not trusted")
+)
+
+// APIError is an error answer from the gateway.
+type APIError struct {
+	Status     int
+	Message    string
+	Fields     map[string]string
+	RetryAfter time.Duration
+}
+
+func (e *APIError) Error() string { return e.Message }
+
+// Is maps the status to the package's sentinels.
+func (e *APIError) Is(target error) bool {
+	switch target {
+	case ErrUnauthorized:
+		return e.Status == http.StatusUnauthorized
+	case ErrForbidden:
+		return e.Status == http.StatusForbidden
+	case ErrNotFound:
+		return e.Status == http.StatusNotFound
+	case ErrTargetUnreachable:
+		return e.Status == http.StatusBadGateway
+	case ErrRateLimited:
+		return e.Status == http.StatusTooManyRequests
+	}
+	return false
+}
+
+// Ticket is what a sign-in returns.
+type Ticket struct {
+	Ticket    string    `json:"ticket"`
+	ExpiresAt time.Time `json:"expiresAt"`
+	User      string    `json:"user"`
+	Groups    []string  `json:"groups"`
+	Admin     bool      `json:"admin"`
+}
+
+// TunnelInfo is a tunnel the user may use.
+type TunnelInfo struct {
+	Context       string `json:"context"`
+	LocalPort     int    `json:"localPort,omitempty"`
+	Description   string `json:"description,omitempty"`
+	SocketAddress string `json:"socketAddress,omitempty"` // administrators only
+	UserGroups    string `json:"userGroups,omitempty"`    // administrators only
+}
+
+// Me is the signed-in user.
+type Me struct {
+	User      string    `json:"user"`
+	Groups    []string  `json:"groups"`
+	Admin     bool      `json:"admin"`
+	ExpiresAt time.Time `json:"expiresAt"`
+}
+
+// ClientOptions configure a Client. The zero value means defaults.
+type ClientOptions struct {
+	// CAFile is a PEM file of extra CA certificates to trust for https
+	// gateways; "" means the system's roots only.
+	CAFile string
+	// Timeout bounds API requests (not tunnels); 0 means 30s.
+	Timeout time.Duration
+	// PingPeriod and PongWait override the tunnel keepalive (tests).
+	PingPeriod, PongWait time.Duration
+}
+
+// Client talks to one gateway. It is safe for concurrent use.
+type Client struct {
+	base   *url.URL
+	http   *http.Client
+	dialer *websocket.Dialer
+	opts   ClientOptions
+
+	// mu guards ticket.
+	mu     sync.Mutex
+	ticket string
+}
+
+// NormalizeGateway checks a gateway URL and returns it without a trailing
+// slash; a URL without a scheme gets https://.
+func NormalizeGateway(raw string) (string, error) {
+	raw = strings.TrimSpace(raw)
+	if raw == "" {
+		return "", errors.New("no gateway URL: give one like https://gateway.example.com")
+	}
+	if !strings.Contains(raw, "://") {
+		raw = "https://" + raw
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", fmt.Errorf("gateway URL %q: %w", raw, err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return "", fmt.Errorf("gateway URL %q: use http:// or https://", raw)
+	}
+	if u.Host == "" {
+		return "", fmt.Errorf("gateway URL %q has no host", raw)
+	}
+	u.Path = strings.TrimRight(u.Path, "/")
+	u.RawQuery, u.Fragment = "", ""
+	return u.String(), nil
+}
+
+// NewClient returns a client for the gateway at rawURL.
+func NewClient(rawURL string, opts ClientOptions) (*Client, error) {
+	norm, err := NormalizeGateway(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	base, _ := url.Parse(norm)
+	if opts.Timeout == 0 {
+		opts.Timeout = 30 * time.Second
+	}
+	tlsConf := &tls.Config{MinVersion: tls.VersionTLS12}
+	if opts.CAFile != "" {
+		pem, err := os.ReadFile(opts.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("read CA file: %w", err)
+		}
+		pool, err := x509.SystemCertPool()
+		if err != nil || pool == nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("CA file %s holds no PEM certificate", opts.CAFile)
+		}
+		tlsConf.RootCAs = pool
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = tlsConf
+	tr.Proxy = http.ProxyFromEnvironment
+	return &Client{
+		base: base,
+		http: &http.Client{Transport: tr, Timeout: opts.Timeout},
+		dialer: &websocket.Dialer{
+			Proxy:            http.ProxyFromEnvironment,
+			TLSClientConfig:  tlsConf,
+			HandshakeTimeout: 20 * time.Second,
+			Subprotocols:     []string{wire.Subprotocol},
+			ReadBufferSize:   4096,
+			WriteBufferPool:  &sync.Pool{},
+		},
+		opts: opts,
+	}, nil
+}
+
+// Gateway returns the gateway's base URL.
+func (c *Client) Gateway() string { return c.base.String() }
+
+// SetTicket sets the ticket sent with requests.
+func (c *Client) SetTicket(t string) {
+	c.mu.Lock()
+	c.ticket = t
+	c.mu.Unlock()
+}
+
+// Ticket returns the current ticket.
+func (c *Client) Ticket() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.ticket
+}
+
+func (c *Client) url(path string) string { return c.base.String() + path }
+
+// do sends a JSON request and decodes a JSON answer into out.
+func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.url(path), body)
+	if err != nil {
+		return err
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if t := c.Ticket(); t != "" {
+		req.Header.Set("Authorization", "Bearer "+t)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return c.transportError(err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if err != nil {
+		return fmt.Errorf("%s %s: read answer: %w", method, path, err)
+	}
+	if resp.StatusCode >= 300 {
+		return apiError(resp, data)
+	}
+	if out != nil {
+		if err := json.Unmarshal(data, out); err != nil {
+			return fmt.Errorf("%s %s: the gateway's answer is not what Porthole expects (is %s a Porthole gateway?): %w", method, path, c.Gateway(), err)
+		}
+	}
+	return nil
+}
+
+// transportError explains a failure to reach the gateway.
+func (c *Client) transportError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	var uae x509.UnknownAuthorityError
+	var hve x509.HostnameError
+	var cie x509.CertificateInvalidError
+	var tve *tls.CertificateVerificationError
+	if errors.As(err, &uae) || errors.As(err, &hve) || errors.As(err, &cie) || errors.As(err, &tve) {
+		return fmt.Errorf("%w: %s presented a certificate this computer does not trust (%v); if your company uses its own certificate authority, get its CA file from IT and pass it with --ca", ErrCertificate, c.base.Host, err)
+	}
+	if errors.Is(err, context.Canceled) {
+		return err
+	}
+	return fmt.Errorf("%w: cannot reach %s: %v", ErrGatewayUnreachable, c.Gateway(), err)
+}
+
+func apiError(resp *http.Response, data []byte) error {
+	var body wire.Error
+	e := &APIError{Status: resp.StatusCode}
+	if json.Unmarshal(data, &body) == nil && body.Error != "" {
+		e.Message, e.Fields = body.Error, body.Fields
+	} else {
+		e.Message = fmt.Sprintf("the gateway answered %s", resp.Status)
+	}
+	if ra := resp.Header.Get("Retry-After"); ra != "" {
+		if secs, err := strconv.Atoi(ra); err == nil {
+			e.RetryAfter = time.Duration(secs) * time.Second
+		}
+	}
+	return e
+}
+
+// Login signs in and keeps the ticket for later requests.
+func (c *Client) Login(ctx context.Context, user, password string) (Ticket, error) {
+	var t Ticket
+	err := c.do(ctx, http.MethodPost, "/api/v1/login", map[string]string{"username": user, "password": password}, &t)
+	if err != nil {
+		return t, err
+	}
+	c.SetTicket(t.Ticket)
+	return t, nil
+}
+
+// Renew exchanges the current ticket for a fresh one.
+func (c *Client) Renew(ctx context.Context) (Ticket, error) {
+	var t Ticket
+	if err := c.do(ctx, http.MethodPost, "/api/v1/renew", nil, &t); err != nil {
+		return t, err
+	}
+	c.SetTicket(t.Ticket)
+	return t, nil
+}
+
+// Logout ends the session on the gateway.
+func (c *Client) Logout(ctx context.Context) error {
+	return c.do(ctx, http.MethodPost, "/api/v1/logout", nil, nil)
+}
+
+// Me returns the signed-in user.
+func (c *Client) Me(ctx context.Context) (Me, error) {
+	var m Me
+	return m, c.do(ctx, http.MethodGet, "/api/v1/me", nil, &m)
+}
+
+// Tunnels lists the tunnels the user may use.
+func (c *Client) Tunnels(ctx context.Context) ([]TunnelInfo, error) {
+	var ts []TunnelInfo
+	return ts, c.do(ctx, http.MethodGet, "/api/v1/tunnels", nil, &ts)
+}
+
+// Tunnel returns one tunnel if the user may use it (ErrNotFound,
+// ErrForbidden otherwise).
+func (c *Client) Tunnel(ctx context.Context, name string) (TunnelInfo, error) {
+	var t TunnelInfo
+	return t, c.do(ctx, http.MethodGet, "/api/v1/tunnels/"+url.PathEscape(name), nil, &t)
+}
+
+// Dial opens a stream through the tunnel named name. A refusal comes back
+// as an *APIError with the gateway's reason.
+func (c *Client) Dial(ctx context.Context, name string) (*wire.Conn, error) {
+	u := *c.base
+	if u.Scheme == "https" {
+		u.Scheme = "wss"
+	} else {
+		u.Scheme = "ws"
+	}
+	u.Path = strings.TrimRight(u.Path, "/") + wire.ProxyPath + url.PathEscape(name)
+	h := http.Header{}
+	if t := c.Ticket(); t != "" {
+		h.Set("Authorization", "Bearer "+t)
+	}
+	ws, resp, err := c.dialer.DialContext(ctx, u.String(), h)
+	if err != nil {
+		if resp != nil {
+			defer resp.Body.Close()
+			data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+			return nil, apiError(resp, data)
+		}
+		return nil, c.transportError(err)
+	}
+	if tc, ok := ws.NetConn().(*net.TCPConn); ok {
+		tc.SetNoDelay(true)
+	}
+	return wire.NewConn(ws, wire.Options{
+		HalfClose:  ws.Subprotocol() == wire.Subprotocol,
+		PingPeriod: c.opts.PingPeriod,
+		PongWait:   c.opts.PongWait,
+	}), nil
+}

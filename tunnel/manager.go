@@ -1,0 +1,516 @@
+package tunnel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/porthole/porthole/wire"
+)
+
+// ManagerConfig configures a Manager. Zero fields mean the documented
+// defaults.
+type ManagerConfig struct {
+	// Client talks to the gateway; required, with its ticket set.
+	Client *Client
+	// Logger receives per-connection logs; nil means slog.Default().
+	Logger *slog.Logger
+	// ExpiresAt is when the current ticket expires; zero means ask the
+	// gateway.
+	ExpiresAt time.Time
+	// OnTicket receives every renewed ticket so it can be stored; nil
+	// means renewed tickets are only kept in memory.
+	OnTicket func(Ticket)
+	// OnAuthLost is called when the gateway no longer accepts the ticket
+	// (expired or revoked); nil means only log it.
+	OnAuthLost func(error)
+	// OnConnError is called when a connection through a forwarder is
+	// refused or fails; nil means only log it.
+	OnConnError func(context string, err error)
+	// TicketWait is how long a new connection waits for a fresh ticket
+	// (see SetTicket) after the gateway refused the old one; 0 means it
+	// fails at once.
+	TicketWait time.Duration
+	// RetryPeriod is how often a failed renewal is retried; 0 means 30s.
+	RetryPeriod time.Duration
+}
+
+// Manager runs local forwarders for one gateway and keeps the ticket
+// fresh. It is safe for concurrent use.
+type Manager struct {
+	cfg    ManagerConfig
+	client *Client
+	log    *slog.Logger
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	done   chan struct{} // closed when the renewer has stopped
+
+	// mu guards the fields below.
+	mu       sync.Mutex
+	fwd      map[string]*Forwarder // by lower-case context
+	expires  time.Time
+	obtained time.Time
+	newTick  chan struct{} // closed and replaced when the ticket changes
+	kick     chan struct{} // wakes the renewer
+}
+
+// NewManager starts a Manager; Close stops it and every forwarder.
+func NewManager(cfg ManagerConfig) (*Manager, error) {
+	if cfg.Client == nil {
+		return nil, errors.New("tunnel manager: no client")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.RetryPeriod == 0 {
+		cfg.RetryPeriod = 30 * time.Second
+	}
+	m := &Manager{cfg: cfg, client: cfg.Client, log: cfg.Logger, done: make(chan struct{}),
+		fwd: map[string]*Forwarder{}, expires: cfg.ExpiresAt, obtained: time.Now(),
+		newTick: make(chan struct{}), kick: make(chan struct{}, 1)}
+	m.ctx, m.cancel = context.WithCancel(context.Background())
+	go m.renewLoop()
+	return m, nil
+}
+
+// Client returns the manager's gateway client.
+func (m *Manager) Client() *Client { return m.client }
+
+// SetTicket installs a new ticket (after the user signed in again): the
+// renewer and any connection waiting for it carry on with it.
+func (m *Manager) SetTicket(t Ticket) {
+	m.client.SetTicket(t.Ticket)
+	m.mu.Lock()
+	m.expires, m.obtained = t.ExpiresAt, time.Now()
+	close(m.newTick)
+	m.newTick = make(chan struct{})
+	m.mu.Unlock()
+	select {
+	case m.kick <- struct{}{}:
+	default:
+	}
+}
+
+// renewAt is when the current ticket should be renewed: halfway through
+// its remaining life, and not before 10 seconds from now.
+func (m *Manager) renewAt() time.Time {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.expires.IsZero() {
+		return time.Now()
+	}
+	at := m.obtained.Add(m.expires.Sub(m.obtained) / 2)
+	if min := time.Now().Add(10 * time.Second); at.Before(min) && m.expires.After(min) {
+		return min
+	}
+	return at
+}
+
+func (m *Manager) renewLoop() {
+	defer close(m.done)
+	for {
+		timer := time.NewTimer(time.Until(m.renewAt()))
+		select {
+		case <-m.ctx.Done():
+			timer.Stop()
+			return
+		case <-m.kick:
+			timer.Stop()
+			continue
+		case <-timer.C:
+		}
+		if m.Ticket() == "" {
+			if !m.sleep(m.cfg.RetryPeriod) {
+				return
+			}
+			continue
+		}
+		m.mu.Lock()
+		unknown := m.expires.IsZero()
+		m.mu.Unlock()
+		var err error
+		if unknown {
+			var me Me
+			if me, err = m.client.Me(m.ctx); err == nil {
+				m.mu.Lock()
+				m.expires = me.ExpiresAt
+				m.mu.Unlock()
+				continue
+			}
+		} else {
+			var t Ticket
+			if t, err = m.client.Renew(m.ctx); err == nil {
+				m.mu.Lock()
+				m.expires, m.obtained = t.ExpiresAt, time.Now()
+				m.mu.Unlock()
+				m.log.Debug("ticket renewed", "expires", t.ExpiresAt)
+				if m.cfg.OnTicket != nil {
+					m.cfg.OnTicket(t)
+				}
+				continue
+			}
+		}
+		if m.ctx.Err() != nil {
+			return
+		}
+		if errors.Is(err, ErrUnauthorized) {
+			m.authLost(err)
+			// Wait for SetTicket.
+			m.mu.Lock()
+			ch := m.newTick
+			m.mu.Unlock()
+			select {
+			case <-ch:
+			case <-m.ctx.Done():
+				return
+			}
+			continue
+		}
+		m.log.Warn("ticket renewal failed; will retry", "err", err, "in", m.cfg.RetryPeriod)
+		if !m.sleep(m.cfg.RetryPeriod) {
+			return
+		}
+	}
+}
+
+func (m *Manager) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-m.kick:
+		return true
+	case <-m.ctx.Done():
+		return false
+	}
+}
+
+func (m *Manager) authLost(err error) {
+	m.log.Warn("the gateway no longer accepts the ticket: sign in again", "err", err)
+	if m.cfg.OnAuthLost != nil {
+		m.cfg.OnAuthLost(err)
+	}
+}
+
+// Ticket returns the current ticket.
+func (m *Manager) Ticket() string { return m.client.Ticket() }
+
+// ExpiresAt returns when the current ticket expires (zero if unknown).
+func (m *Manager) ExpiresAt() time.Time {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.expires
+}
+
+// ParseTarget splits a CLI argument CONTEXT[:PORT].
+func ParseTarget(s string) (name string, port int, err error) {
+	name, ps, ok := strings.Cut(s, ":")
+	if name == "" {
+		return "", 0, fmt.Errorf("%q: name the tunnel, like mysql or mysql:13306", s)
+	}
+	if !ok {
+		return name, 0, nil
+	}
+	port, err = strconv.Atoi(ps)
+	if err != nil || port < 0 || port > 65535 {
+		return "", 0, fmt.Errorf("%q: the local port must be a number from 1 to 65535", s)
+	}
+	return name, port, nil
+}
+
+// ErrPortInUse is returned by Start when the local port is taken.
+var ErrPortInUse = errors.New("local port in use")
+
+// Start checks with the gateway that the user may use the tunnel (failing
+// with the gateway's reason before listening), then listens on localAddr
+// and forwards each connection through the tunnel. An empty localAddr
+// means 127.0.0.1 on the tunnel's suggested local port, or a free port if
+// it suggests none. Starting an open tunnel again returns it.
+func (m *Manager) Start(ctx context.Context, name, localAddr string) (*Forwarder, error) {
+	if m.ctx.Err() != nil {
+		return nil, errors.New("tunnel manager is closed")
+	}
+	info, err := m.client.Tunnel(ctx, name)
+	if err != nil {
+		return nil, fmt.Errorf("open tunnel %q: %w", name, err)
+	}
+	key := strings.ToLower(info.Context)
+	m.mu.Lock()
+	if f, ok := m.fwd[key]; ok {
+		m.mu.Unlock()
+		return f, nil
+	}
+	m.mu.Unlock()
+	if localAddr == "" {
+		localAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(info.LocalPort))
+	}
+	ln, err := net.Listen("tcp", localAddr)
+	if err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) {
+			_, port, _ := net.SplitHostPort(localAddr)
+			p, _ := strconv.Atoi(port)
+			holder := ""
+			if h := PortHolder(p); h != "" {
+				holder = " by " + h
+			}
+			return nil, fmt.Errorf("open tunnel %q: %w: %s is already used%s; choose another port with %s:PORT", info.Context, ErrPortInUse, localAddr, holder, info.Context)
+		}
+		return nil, fmt.Errorf("open tunnel %q: listen on %s: %w", info.Context, localAddr, err)
+	}
+	fctx, cancel := context.WithCancelCause(m.ctx)
+	f := &Forwarder{m: m, info: info, ln: ln, ctx: fctx, cancel: cancel, conns: map[*fconn]struct{}{}, done: make(chan struct{})}
+	m.mu.Lock()
+	if old, ok := m.fwd[key]; ok {
+		m.mu.Unlock()
+		ln.Close()
+		cancel(nil)
+		return old, nil
+	}
+	m.fwd[key] = f
+	m.mu.Unlock()
+	go f.serve()
+	m.log.Info("tunnel open", "context", info.Context, "listen", ln.Addr().String())
+	return f, nil
+}
+
+// Forwarder returns the open forwarder for a tunnel, or nil.
+func (m *Manager) Forwarder(name string) *Forwarder {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.fwd[strings.ToLower(name)]
+}
+
+// Forwarders lists the open forwarders by context.
+func (m *Manager) Forwarders() []*Forwarder {
+	m.mu.Lock()
+	out := make([]*Forwarder, 0, len(m.fwd))
+	for _, f := range m.fwd {
+		out = append(out, f)
+	}
+	m.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].info.Context < out[j].info.Context })
+	return out
+}
+
+// Stop closes one tunnel's listener and connections and waits for them.
+func (m *Manager) Stop(name string) error {
+	m.mu.Lock()
+	f, ok := m.fwd[strings.ToLower(name)]
+	if ok {
+		delete(m.fwd, strings.ToLower(name))
+	}
+	m.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("tunnel %q is not open", name)
+	}
+	f.close()
+	return nil
+}
+
+// StopAll closes every tunnel and waits for them.
+func (m *Manager) StopAll() {
+	m.mu.Lock()
+	fs := m.fwd
+	m.fwd = map[string]*Forwarder{}
+	m.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, f := range fs {
+		wg.Go(f.close)
+	}
+	wg.Wait()
+}
+
+// Close stops every tunnel and the renewer.
+func (m *Manager) Close() {
+	m.StopAll()
+	m.cancel()
+	<-m.done
+}
+
+// Forwarder listens locally and carries each accepted connection through
+// one tunnel.
+type Forwarder struct {
+	m      *Manager
+	info   TunnelInfo
+	ln     net.Listener
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	done   chan struct{} // closed when serve has returned
+
+	wg        sync.WaitGroup
+	up, down  atomic.Int64
+	accepted  atomic.Int64
+	closeOnce sync.Once
+
+	// mu guards conns and lastErr.
+	mu      sync.Mutex
+	conns   map[*fconn]struct{}
+	lastErr error
+}
+
+type fconn struct{ local net.Conn }
+
+// Context is the tunnel's context.
+func (f *Forwarder) Context() string { return f.info.Context }
+
+// Info is what the gateway said about the tunnel.
+func (f *Forwarder) Info() TunnelInfo { return f.info }
+
+// Addr is the local address it listens on.
+func (f *Forwarder) Addr() net.Addr { return f.ln.Addr() }
+
+// Stats are a forwarder's counters.
+type Stats struct {
+	Open      int   // connections open now
+	Accepted  int64 // connections accepted so far
+	BytesUp   int64 // local client to target
+	BytesDown int64 // target to local client
+	LastError error // the last connection failure, if any
+}
+
+// Stats returns the forwarder's counters.
+func (f *Forwarder) Stats() Stats {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return Stats{Open: len(f.conns), Accepted: f.accepted.Load(), BytesUp: f.up.Load(), BytesDown: f.down.Load(), LastError: f.lastErr}
+}
+
+func (f *Forwarder) serve() {
+	defer close(f.done)
+	var delay time.Duration
+	for {
+		c, err := f.ln.Accept()
+		if err != nil {
+			if f.ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Out of file descriptors and the like: back off and retry.
+			delay = min(max(delay*2, 5*time.Millisecond), time.Second)
+			f.m.log.Warn("accept failed", "context", f.info.Context, "err", err, "retry_in", delay)
+			select {
+			case <-time.After(delay):
+				continue
+			case <-f.ctx.Done():
+				return
+			}
+		}
+		delay = 0
+		f.accepted.Add(1)
+		fc := &fconn{local: c}
+		f.mu.Lock()
+		f.conns[fc] = struct{}{}
+		f.mu.Unlock()
+		f.wg.Add(1)
+		go f.handle(fc)
+	}
+}
+
+func (f *Forwarder) handle(fc *fconn) {
+	defer f.wg.Done()
+	defer func() {
+		f.mu.Lock()
+		delete(f.conns, fc)
+		f.mu.Unlock()
+	}()
+	log := f.m.log.With("context", f.info.Context, "from", fc.local.RemoteAddr().String())
+	ws, err := f.dial()
+	if err != nil {
+		f.fail(log, fmt.Errorf("the gateway refused the connection: %w", err))
+		fc.local.Close()
+		return
+	}
+	counted := &countConn{Conn: fc.local, read: &f.up, written: &f.down}
+	_, err = wire.Pipe(f.ctx, counted, ws)
+	if err != nil && f.ctx.Err() == nil {
+		var ce *wire.CloseError
+		if errors.As(err, &ce) {
+			err = fmt.Errorf("the gateway closed the connection: %s", ce.Reason)
+		}
+		f.fail(log, err)
+	}
+}
+
+// dial opens the tunnel stream; when the ticket was refused and the
+// manager may wait for a new one, it waits and tries once more.
+func (f *Forwarder) dial() (*wire.Conn, error) {
+	ws, err := f.m.client.Dial(f.ctx, f.info.Context)
+	if err == nil || !errors.Is(err, ErrUnauthorized) || f.m.cfg.TicketWait <= 0 {
+		return ws, err
+	}
+	f.m.mu.Lock()
+	ch := f.m.newTick
+	f.m.mu.Unlock()
+	f.m.authLost(err)
+	t := time.NewTimer(f.m.cfg.TicketWait)
+	defer t.Stop()
+	select {
+	case <-ch:
+		return f.m.client.Dial(f.ctx, f.info.Context)
+	case <-t.C:
+		return nil, err
+	case <-f.ctx.Done():
+		return nil, err
+	}
+}
+
+func (f *Forwarder) fail(log *slog.Logger, err error) {
+	log.Warn("tunnel connection failed", "err", err)
+	f.mu.Lock()
+	f.lastErr = err
+	f.mu.Unlock()
+	if f.m.cfg.OnConnError != nil {
+		f.m.cfg.OnConnError(f.info.Context, err)
+	}
+}
+
+// close stops accepting, ends every connection and waits for them.
+func (f *Forwarder) close() {
+	f.closeOnce.Do(func() {
+		f.cancel(&wire.CloseError{Code: wire.CloseGoingAway, Reason: "client closed the tunnel"})
+		f.ln.Close()
+		<-f.done
+		f.mu.Lock()
+		for fc := range f.conns {
+			fc.local.Close()
+		}
+		f.mu.Unlock()
+		f.wg.Wait()
+		f.m.log.Info("tunnel closed", "context", f.info.Context)
+	})
+}
+
+// countConn counts bytes and passes CloseWrite on.
+type countConn struct {
+	net.Conn
+	read, written *atomic.Int64
+}
+
+func (c *countConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.read.Add(int64(n))
+	return n, err
+}
+
+func (c *countConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	c.written.Add(int64(n))
+	return n, err
+}
+
+func (c *countConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return c.Conn.Close()
+}
