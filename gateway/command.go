@@ -54,7 +54,7 @@ func Run(ctx context.Context, args []string, io IO) error {
 	case "serve":
 		return runServe(ctx, rest, io)
 	case "user", "group", "tunnel":
-		if len(rest) == 0 {
+		if len(rest) == 0 || strings.HasPrefix(rest[0], "-") {
 			return fmt.Errorf("%w: %s needs add, list or rm", ErrUsage, cmd)
 		}
 		return runAdmin(ctx, cmd, rest[0], rest[1:], io)

@@ -1,0 +1,238 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/porthole/porthole/gateway"
+	"github.com/porthole/porthole/tunnel"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("database/sql.(*DB).connectionOpener"))
+}
+
+// startGateway runs a real gateway on loopback with a tunnel "echo" to an
+// upper-casing target, and returns its URL.
+func startGateway(t *testing.T) (string, *gateway.Server) {
+	t.Helper()
+	gw, err := gateway.New(t.Context(), gateway.Config{DataDir: t.TempDir(), AdminPassword: "admin-password",
+		Logger: slog.New(slog.DiscardHandler), PasswordCost: &gateway.HashParams{Memory: 1024, Time: 1, Threads: 1}, Announce: io.Discard}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- gw.Serve(ctx, ln) }()
+	t.Cleanup(func() { cancel(); <-done; gw.Close() })
+	target, _ := net.Listen("tcp", "127.0.0.1:0")
+	var wg sync.WaitGroup
+	t.Cleanup(func() { target.Close(); wg.Wait() })
+	wg.Go(func() {
+		for {
+			c, err := target.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				defer c.Close()
+				b, _ := io.ReadAll(c)
+				c.Write(bytes.ToUpper(b))
+			})
+		}
+	})
+	if _, err := gw.CreateTunnel(t.Context(), "test", gateway.TunnelSpec{Context: "echo", SocketAddress: target.Addr().String(), Description: "upper-casing echo"}); err != nil {
+		t.Fatal(err)
+	}
+	return "http://" + ln.Addr().String(), gw
+}
+
+type runner struct {
+	t        *testing.T
+	settings string
+	tickets  tunnel.TicketStore
+}
+
+func newRunner(t *testing.T) *runner {
+	dir := t.TempDir()
+	return &runner{t: t, settings: filepath.Join(dir, "porthole", "settings.json"), tickets: &tunnel.FileStore{Path: filepath.Join(dir, "porthole", "tickets.json")}}
+}
+
+func (r *runner) run(ctx context.Context, stdin string, args ...string) (string, error) {
+	var out bytes.Buffer
+	err := Run(ctx, args, Env{Stdin: strings.NewReader(stdin), Stdout: &out, Stderr: &out, SettingsPath: r.settings, Tickets: r.tickets})
+	return out.String(), err
+}
+
+func TestLoginListOpenLogout(t *testing.T) {
+	url, _ := startGateway(t)
+	r := newRunner(t)
+	out, err := r.run(t.Context(), "wrong-password\n", "login", "--gateway", url, "--user", "admin", "--password-stdin")
+	if err == nil || !strings.Contains(err.Error(), "wrong user name or password") {
+		t.Fatalf("wrong password: %v %s", err, out)
+	}
+	if _, err := r.run(t.Context(), "", "list"); err == nil || !strings.Contains(err.Error(), "porthole login") {
+		t.Fatalf("list before login: %v", err)
+	}
+	out, err = r.run(t.Context(), "admin-password\n", "login", "--gateway", url, "--user", "admin", "--password-stdin")
+	if err != nil || !strings.Contains(out, "Signed in to "+url+" as admin") {
+		t.Fatalf("login: %v %s", err, out)
+	}
+	out, err = r.run(t.Context(), "", "list")
+	if err != nil || !strings.Contains(out, "echo") || !strings.Contains(out, "upper-casing echo") {
+		t.Fatalf("list: %v %s", err, out)
+	}
+	out, err = r.run(t.Context(), "", "status")
+	if err != nil || !strings.Contains(out, "admin@ROOT") {
+		t.Fatalf("status: %v %s", err, out)
+	}
+
+	// open: bytes flow, then Ctrl-C closes everything within a second.
+	ctx, cancel := context.WithCancel(t.Context())
+	ready := make(chan []net.Addr, 1)
+	done := make(chan error, 1)
+	var out2 bytes.Buffer
+	go func() {
+		done <- Run(ctx, []string{"open", "echo:0"}, Env{Stdout: &out2, Stderr: &out2, SettingsPath: r.settings, Tickets: r.tickets,
+			Ready: func(a []net.Addr) { ready <- a }})
+	}()
+	var addrs []net.Addr
+	select {
+	case addrs = <-ready:
+	case err := <-done:
+		t.Fatalf("open ended: %v", err)
+	}
+	c, err := net.Dial("tcp", addrs[0].String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Write([]byte("through the cli"))
+	c.(*net.TCPConn).CloseWrite()
+	b, _ := io.ReadAll(c)
+	c.Close()
+	if string(b) != "THROUGH THE CLI" {
+		t.Fatalf("got %q", b)
+	}
+	idle, err := net.Dial("tcp", addrs[0].String()) // left open across Ctrl-C
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+	start := time.Now()
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("open: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("open did not end on Ctrl-C")
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("Ctrl-C took %s to close everything", d)
+	}
+	if _, err := net.Dial("tcp", addrs[0].String()); err == nil {
+		t.Fatal("still listening after Ctrl-C")
+	}
+
+	out, err = r.run(t.Context(), "", "logout")
+	if err != nil || !strings.Contains(out, "Signed out") {
+		t.Fatalf("logout: %v %s", err, out)
+	}
+	if _, err := r.run(t.Context(), "", "list"); err == nil || !strings.Contains(err.Error(), "porthole login") {
+		t.Fatalf("list after logout: %v", err)
+	}
+}
+
+func TestOpenRefusals(t *testing.T) {
+	url, _ := startGateway(t)
+	r := newRunner(t)
+	if _, err := r.run(t.Context(), "admin-password\n", "login", "--gateway", url, "--user", "admin", "--password-stdin"); err != nil {
+		t.Fatal(err)
+	}
+	busy, _ := net.Listen("tcp", "127.0.0.1:0")
+	defer busy.Close()
+	port := busy.Addr().(*net.TCPAddr).Port
+	tests := map[string]struct {
+		args []string
+		want string
+		err  error
+	}{
+		"unknown tunnel": {[]string{"open", "nope"}, `there is no tunnel "nope"`, nil},
+		"port in use":    {[]string{"open", "echo:" + itoa(port)}, "already used by", nil},
+		"bad port":       {[]string{"open", "echo:x"}, "local port must be a number", ErrUsage},
+		"nothing":        {[]string{"open"}, "at least one", ErrUsage},
+		"unknown cmd":    {[]string{"frob"}, "unknown command", ErrUsage},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			_, err := r.run(t.Context(), "", tc.args...)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err %v, want %q", err, tc.want)
+			}
+			if tc.err != nil && !errors.Is(err, tc.err) {
+				t.Fatalf("err %v is not %v", err, tc.err)
+			}
+		})
+	}
+}
+
+func TestLoginWithoutTerminal(t *testing.T) {
+	url, _ := startGateway(t)
+	r := newRunner(t)
+	_, err := r.run(t.Context(), "", "login", "--gateway", url, "--user", "admin")
+	if !errors.Is(err, ErrUsage) || !strings.Contains(err.Error(), "--password-stdin") {
+		t.Fatalf("err %v", err)
+	}
+}
+
+func TestSettingsPortIsUsed(t *testing.T) {
+	url, _ := startGateway(t)
+	r := newRunner(t)
+	if _, err := r.run(t.Context(), "admin-password\n", "login", "--gateway", url, "--user", "admin", "--password-stdin"); err != nil {
+		t.Fatal(err)
+	}
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	s, _ := tunnel.LoadSettings(r.settings)
+	s.Tunnels = map[string]tunnel.TunnelSettings{"echo": {LocalPort: port}}
+	tunnel.SaveSettings(r.settings, s)
+	out, _ := r.run(t.Context(), "", "list")
+	if !strings.Contains(out, itoa(port)) {
+		t.Fatalf("list does not show the user's port %d: %s", port, out)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	ready := make(chan []net.Addr, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, []string{"open", "echo"}, Env{Stdout: io.Discard, Stderr: io.Discard, SettingsPath: r.settings, Tickets: r.tickets,
+			Ready: func(a []net.Addr) { ready <- a }})
+	}()
+	select {
+	case a := <-ready:
+		if a[0].(*net.TCPAddr).Port != port {
+			t.Fatalf("opened on %s, want port %d", a[0], port)
+		}
+	case err := <-done:
+		t.Fatalf("open: %v", err)
+	}
+	cancel()
+	<-done
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }

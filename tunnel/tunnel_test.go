@@ -1,0 +1,512 @@
+package tunnel
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/porthole/porthole/gateway"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("database/sql.(*DB).connectionOpener"))
+}
+
+// env is a real gateway on loopback (SQLite on disk), an upper-casing echo
+// target and an admin client.
+type env struct {
+	t      *testing.T
+	gw     *gateway.Server
+	url    string
+	admin  *Client
+	target string
+}
+
+func quietLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	gw, err := gateway.New(t.Context(), gateway.Config{DataDir: t.TempDir(), AdminPassword: "admin-password",
+		Logger: quietLogger(), PasswordCost: &gateway.HashParams{Memory: 1024, Time: 1, Threads: 1}, Announce: io.Discard}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- gw.Serve(ctx, ln) }()
+	t.Cleanup(func() { cancel(); <-done; gw.Close() })
+	e := &env{t: t, gw: gw, url: "http://" + ln.Addr().String(), target: echoTarget(t)}
+	e.admin = e.client()
+	if _, err := e.admin.Login(t.Context(), "admin", "admin-password"); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func (e *env) client() *Client {
+	c, err := NewClient(e.url, ClientOptions{})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return c
+}
+
+// api calls the admin API with the admin's ticket.
+func (e *env) api(method, path string, body any) {
+	e.t.Helper()
+	if err := e.admin.do(e.t.Context(), method, path, body, nil); err != nil {
+		e.t.Fatalf("%s %s: %v", method, path, err)
+	}
+}
+
+func (e *env) tunnel(spec gateway.TunnelSpec) {
+	e.t.Helper()
+	e.api("POST", "/api/v1/admin/tunnels", spec)
+}
+
+func echoTarget(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				defer c.Close()
+				b, _ := io.ReadAll(c)
+				c.Write(bytes.ToUpper(b))
+			})
+		}
+	})
+	return ln.Addr().String()
+}
+
+func newManager(t *testing.T, c *Client, mod func(*ManagerConfig)) *Manager {
+	cfg := ManagerConfig{Client: c, Logger: quietLogger()}
+	if mod != nil {
+		mod(&cfg)
+	}
+	m, err := NewManager(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.Close)
+	return m
+}
+
+// roundTrip sends msg through addr, half-closes, and returns the answer.
+func roundTrip(t *testing.T, addr, msg string) (string, error) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	c.Write([]byte(msg))
+	c.(*net.TCPConn).CloseWrite()
+	b, err := io.ReadAll(c)
+	return string(b), err
+}
+
+func TestStartForwardsWithHalfClose(t *testing.T) {
+	e := newEnv(t)
+	e.tunnel(gateway.TunnelSpec{Context: "echo", SocketAddress: e.target})
+	m := newManager(t, e.admin, nil)
+	f, err := m.Start(t.Context(), "echo", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The echo target answers only after our FIN: half-close crossed.
+	got, err := roundTrip(t, f.Addr().String(), "select 1")
+	if err != nil || got != "SELECT 1" {
+		t.Fatalf("got %q %v", got, err)
+	}
+	st := f.Stats()
+	if st.Accepted != 1 || st.BytesUp != 8 || st.BytesDown != 8 {
+		t.Fatalf("stats %+v", st)
+	}
+	if again, _ := m.Start(t.Context(), "ECHO", ""); again != f {
+		t.Fatal("starting an open tunnel again made a second forwarder")
+	}
+}
+
+func TestStartUsesSuggestedPort(t *testing.T) {
+	e := newEnv(t)
+	// Pick a port the OS says is free, then ask the gateway to suggest it.
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	e.tunnel(gateway.TunnelSpec{Context: "mysql", SocketAddress: e.target, LocalPort: port})
+	m := newManager(t, e.admin, nil)
+	f, err := m.Start(t.Context(), "mysql", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Addr().(*net.TCPAddr).Port != port || !f.Addr().(*net.TCPAddr).IP.IsLoopback() {
+		t.Fatalf("listening on %s, want 127.0.0.1:%d", f.Addr(), port)
+	}
+}
+
+func TestStartRefusedBeforeListening(t *testing.T) {
+	e := newEnv(t)
+	e.tunnel(gateway.TunnelSpec{Context: "admins", SocketAddress: e.target, UserGroups: "admin@ROOT"})
+	e.api("POST", "/api/v1/admin/environments", map[string]string{"name": "Prod"})
+	e.api("POST", "/api/v1/admin/groups", map[string]string{"name": "staff", "environment": "Prod"})
+	e.api("POST", "/api/v1/admin/users", gateway.UserSpec{Username: "alice", Password: "alice-password", Groups: []string{"staff@Prod"}})
+	alice := e.client()
+	if _, err := alice.Login(t.Context(), "alice", "alice-password"); err != nil {
+		t.Fatal(err)
+	}
+	m := newManager(t, alice, nil)
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := ln.Addr().String()
+	ln.Close()
+	tests := map[string]struct {
+		name string
+		want error
+		msg  string
+	}{
+		"forbidden": {"admins", ErrForbidden, "alice may not use tunnel"},
+		"unknown":   {"nope", ErrNotFound, `no tunnel "nope"`},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			_, err := m.Start(t.Context(), tc.name, addr)
+			if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.msg) {
+				t.Fatalf("err %v, want %v with %q", err, tc.want, tc.msg)
+			}
+			// Nothing listens.
+			if c, err := net.Dial("tcp", addr); err == nil {
+				c.Close()
+				t.Fatal("a refused tunnel listens anyway")
+			}
+		})
+	}
+}
+
+func TestPortInUse(t *testing.T) {
+	e := newEnv(t)
+	e.tunnel(gateway.TunnelSpec{Context: "echo", SocketAddress: e.target})
+	busy, _ := net.Listen("tcp", "127.0.0.1:0")
+	defer busy.Close()
+	m := newManager(t, e.admin, nil)
+	_, err := m.Start(t.Context(), "echo", busy.Addr().String())
+	if !errors.Is(err, ErrPortInUse) {
+		t.Fatalf("err %v", err)
+	}
+	// This test process holds the port, and Linux says so.
+	if !strings.Contains(err.Error(), "pid "+itoa(os.Getpid())) {
+		t.Fatalf("error does not name the holder: %v", err)
+	}
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+func TestRefusalLaterIsSurfaced(t *testing.T) {
+	e := newEnv(t)
+	e.tunnel(gateway.TunnelSpec{Context: "echo", SocketAddress: e.target})
+	errs := make(chan error, 4)
+	m := newManager(t, e.admin, func(c *ManagerConfig) {
+		c.OnConnError = func(_ string, err error) { errs <- err }
+	})
+	f, err := m.Start(t.Context(), "echo", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The target goes away after the tunnel was opened.
+	e.api("PUT", "/api/v1/admin/tunnels/echo", map[string]string{"socketAddress": "127.0.0.1:1"})
+	c, err := net.Dial("tcp", f.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	select {
+	case err := <-errs:
+		if !errors.Is(err, ErrTargetUnreachable) || !strings.Contains(err.Error(), "cannot reach") {
+			t.Fatalf("surfaced %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the refusal was not reported")
+	}
+	if f.Stats().LastError == nil {
+		t.Fatal("LastError not kept")
+	}
+}
+
+func TestStopClosesConnections(t *testing.T) {
+	e := newEnv(t)
+	e.tunnel(gateway.TunnelSpec{Context: "echo", SocketAddress: e.target})
+	m := newManager(t, e.admin, nil)
+	f, err := m.Start(t.Context(), "echo", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.Dial("tcp", f.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write([]byte("open and idle"))
+	for f.Stats().Open != 1 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	start := time.Now()
+	if err := m.Stop("echo"); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("Stop took %s", d)
+	}
+	c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if _, err := io.ReadAll(c); err != nil && !isReset(err) {
+		t.Fatalf("local connection not closed: %v", err)
+	}
+	if _, err := net.Dial("tcp", f.Addr().String()); err == nil {
+		t.Fatal("still listening after Stop")
+	}
+	if err := m.Stop("echo"); err == nil {
+		t.Fatal("stopping a closed tunnel is not reported")
+	}
+}
+
+func isReset(err error) bool {
+	return strings.Contains(err.Error(), "reset")
+}
+
+func TestRenewal(t *testing.T) {
+	e := newEnv(t)
+	renewed := make(chan Ticket, 1)
+	// Claim the ticket expires in 2 s so renewal is due after 1 s.
+	m := newManager(t, e.admin, func(c *ManagerConfig) {
+		c.ExpiresAt = time.Now().Add(2 * time.Second)
+		c.OnTicket = func(t Ticket) { renewed <- t }
+	})
+	old := m.Ticket()
+	select {
+	case nt := <-renewed:
+		if nt.Ticket == "" || nt.Ticket == old || m.Ticket() != nt.Ticket || time.Until(nt.ExpiresAt) < 23*time.Hour {
+			t.Fatalf("renewed ticket %+v", nt)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no renewal")
+	}
+}
+
+func TestRenewalAuthLost(t *testing.T) {
+	e := newEnv(t)
+	c := e.client()
+	if _, err := c.Login(t.Context(), "admin", "admin-password"); err != nil {
+		t.Fatal(err)
+	}
+	lost := make(chan error, 1)
+	m := newManager(t, c, func(mc *ManagerConfig) {
+		mc.ExpiresAt = time.Now().Add(2 * time.Second)
+		mc.OnAuthLost = func(err error) { lost <- err }
+	})
+	if err := c.Logout(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-lost:
+		if !errors.Is(err, ErrUnauthorized) {
+			t.Fatalf("auth lost with %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("lost sign-in not reported")
+	}
+	_ = m
+}
+
+// TestWaitForNewTicket: a connection that arrives while the ticket is
+// revoked waits for the user to sign in again, then goes through.
+func TestWaitForNewTicket(t *testing.T) {
+	e := newEnv(t)
+	e.tunnel(gateway.TunnelSpec{Context: "echo", SocketAddress: e.target})
+	c := e.client()
+	if _, err := c.Login(t.Context(), "admin", "admin-password"); err != nil {
+		t.Fatal(err)
+	}
+	lost := make(chan struct{}, 4)
+	m := newManager(t, c, func(mc *ManagerConfig) {
+		mc.TicketWait = time.Minute
+		mc.OnAuthLost = func(error) { lost <- struct{}{} }
+	})
+	f, err := m.Start(t.Context(), "echo", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Logout(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	result := make(chan string, 1)
+	go func() {
+		got, err := roundTrip(t, f.Addr().String(), "waited")
+		if err != nil {
+			got = err.Error()
+		}
+		result <- got
+	}()
+	<-lost // the app now asks the user to sign in again
+	fresh := e.client()
+	tk, err := fresh.Login(t.Context(), "admin", "admin-password")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.SetTicket(tk)
+	select {
+	case got := <-result:
+		if got != "WAITED" {
+			t.Fatalf("waiting connection got %q", got)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("waiting connection never completed")
+	}
+}
+
+func TestClientErrors(t *testing.T) {
+	e := newEnv(t)
+	c := e.client()
+	_, err := c.Login(t.Context(), "admin", "wrong-password")
+	var ae *APIError
+	if !errors.Is(err, ErrUnauthorized) || !errors.As(err, &ae) || ae.Message != "wrong user name or password" {
+		t.Fatalf("wrong password: %v", err)
+	}
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	dead := ln.Addr().String()
+	ln.Close()
+	c2, _ := NewClient("http://"+dead, ClientOptions{})
+	if _, err := c2.Login(t.Context(), "a", "b"); !errors.Is(err, ErrGatewayUnreachable) {
+		t.Fatalf("dead gateway: %v", err)
+	}
+	// Not a Porthole gateway.
+	other := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("<html>hello</html>")) })}
+	oln, _ := net.Listen("tcp", "127.0.0.1:0")
+	go other.Serve(oln)
+	defer other.Close()
+	c3, _ := NewClient("http://"+oln.Addr().String(), ClientOptions{})
+	if _, err := c3.Login(t.Context(), "a", "b"); err == nil || !strings.Contains(err.Error(), "Porthole gateway") {
+		t.Fatalf("foreign server: %v", err)
+	}
+	for _, bad := range []string{"", "ftp://x", "http://"} {
+		if _, err := NewClient(bad, ClientOptions{}); err == nil {
+			t.Fatalf("NewClient(%q) accepted", bad)
+		}
+	}
+	if u, _ := NormalizeGateway("gw.example.com/"); u != "https://gw.example.com" {
+		t.Fatalf("normalized %q", u)
+	}
+}
+
+func TestParseTarget(t *testing.T) {
+	tests := map[string]struct {
+		name string
+		port int
+		bad  bool
+	}{
+		"mysql": {name: "mysql"}, "mysql:13306": {name: "mysql", port: 13306},
+		":1": {bad: true}, "x:y": {bad: true}, "x:70000": {bad: true},
+	}
+	for in, tc := range tests {
+		name, port, err := ParseTarget(in)
+		if (err != nil) != tc.bad || name != tc.name || port != tc.port {
+			t.Errorf("ParseTarget(%q) = %q %d %v", in, name, port, err)
+		}
+	}
+}
+
+func TestSettings(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "porthole", "settings.json")
+	s, err := LoadSettings(path)
+	if err != nil || s.Gateway != "" {
+		t.Fatalf("missing file: %+v %v", s, err)
+	}
+	// IT's pre-provisioned file with a field this version does not know.
+	os.MkdirAll(filepath.Dir(path), 0o700)
+	os.WriteFile(path, []byte(`{"gateway": "https://gw.example.com", "proxy": {"mode": "auto"},
+	  "tunnels": {"mysql": {"localPort": 13306, "autoStart": true}}}`), 0o644)
+	s, err = LoadSettings(path)
+	if err != nil || s.Gateway != "https://gw.example.com" || s.Tunnels["mysql"].LocalPort != 13306 || !s.Tunnels["mysql"].AutoStart {
+		t.Fatalf("load: %+v %v", s, err)
+	}
+	s.User = "alice"
+	if err := SaveSettings(path, s); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(path)
+	if !strings.Contains(string(b), `"proxy"`) || !strings.Contains(string(b), `"mode": "auto"`) || !strings.Contains(string(b), `"user": "alice"`) {
+		t.Fatalf("saved settings lost something:\n%s", b)
+	}
+	// A broken file: clear error, safe defaults, and saving keeps a copy.
+	os.WriteFile(path, []byte(`{"gateway": "https://gw.example.com",`), 0o644)
+	s, err = LoadSettings(path)
+	if !errors.Is(err, ErrBrokenSettings) || !strings.Contains(err.Error(), "not valid JSON") || s.Gateway != "" {
+		t.Fatalf("broken: %+v %v", s, err)
+	}
+	if err := SaveSettings(path, Settings{Gateway: "https://new.example.com"}); err != nil {
+		t.Fatal(err)
+	}
+	kept, _ := filepath.Glob(path + ".broken-*")
+	if len(kept) != 1 {
+		t.Fatalf("broken file not kept: %v", kept)
+	}
+	if b, _ := os.ReadFile(kept[0]); !strings.Contains(string(b), "gw.example.com") {
+		t.Fatalf("kept copy lost the content: %s", b)
+	}
+	os.WriteFile(path, []byte(`{"tunnels": {"mysql": {"localPort": "x"}}}`), 0o644)
+	if _, err := LoadSettings(path); !errors.Is(err, ErrBrokenSettings) {
+		t.Fatalf("wrong type: %v", err)
+	}
+}
+
+func TestFileStore(t *testing.T) {
+	fs := &FileStore{Path: filepath.Join(t.TempDir(), "porthole", "tickets.json")}
+	if _, err := fs.Load("https://a"); !errors.Is(err, ErrNoTicket) {
+		t.Fatalf("empty: %v", err)
+	}
+	tk := Ticket{Ticket: "pt1.x.y", User: "alice", ExpiresAt: time.Now().Add(time.Hour).UTC().Truncate(time.Second)}
+	if err := fs.Save("https://a", tk); err != nil {
+		t.Fatal(err)
+	}
+	fi, _ := os.Stat(fs.Path)
+	if fi.Mode().Perm() != 0o600 {
+		t.Fatalf("ticket file mode %v", fi.Mode())
+	}
+	got, err := fs.Load("https://a")
+	if err != nil || got.Ticket != tk.Ticket || !got.ExpiresAt.Equal(tk.ExpiresAt) {
+		t.Fatalf("load %+v %v", got, err)
+	}
+	if err := fs.Delete("https://a"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fs.Load("https://a"); !errors.Is(err, ErrNoTicket) {
+		t.Fatalf("after delete: %v", err)
+	}
+	if FallbackWarning(fs) == "" || FallbackWarning(KeyringStore{}) != "" {
+		t.Fatal("fallback warning")
+	}
+}
