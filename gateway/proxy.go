@@ -66,6 +66,7 @@ func (s *Server) serveProxy(w http.ResponseWriter, r *http.Request) {
 	}
 	p, err := s.authenticate(r)
 	if err != nil {
+		rec.User = s.claimedUser(r)
 		deny("unauthorized", err)
 		return
 	}

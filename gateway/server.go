@@ -379,6 +379,12 @@ func (s *Server) checkTicket(ctx context.Context, tok string) (*principal, error
 		return nil, internal(err)
 	}
 	if !se.RevokedAt.IsZero() {
+		// Say why, where the account tells more than the session.
+		if u, err := s.st.User(ctx, claims.User); errors.Is(err, store.ErrNotFound) {
+			return nil, unauthorized("your account no longer exists", nil)
+		} else if err == nil && u.Disabled {
+			return nil, unauthorized("your account is disabled; ask an administrator", nil)
+		}
 		return nil, unauthorized("your session was ended (signed out or revoked): sign in again", nil)
 	}
 	if !strings.EqualFold(se.Username, claims.User) {
@@ -396,6 +402,16 @@ func (s *Server) checkTicket(ctx context.Context, tok string) (*principal, error
 	}
 	gs := groupsOf(u)
 	return &principal{user: u, session: se.ID, expires: claims.ExpiresAt, groups: gs, admin: isAdmin(gs)}, nil
+}
+
+// claimedUser is the user a request's ticket names, if its signature is
+// good (expired or revoked or not), for the audit log of refusals.
+func (s *Server) claimedUser(r *http.Request) string {
+	c, err := s.signer.Verify(ticketFrom(r), s.cfg.Now())
+	if err != nil && !errors.Is(err, ticket.ErrExpired) {
+		return ""
+	}
+	return c.User
 }
 
 func unauthorized(msg string, err error) *Error {
