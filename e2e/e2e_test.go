@@ -132,8 +132,10 @@ func startGatewayProc(t *testing.T) *gatewayProc {
 	}
 	g := &gatewayProc{data: data, cmd: cmd, out: watch(t, "gateway", pr)}
 	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		cmd.Wait()
+		if cmd.ProcessState == nil {
+			cmd.Process.Signal(syscall.SIGTERM)
+			cmd.Wait()
+		}
 		pw.Close()
 		if t.Failed() {
 			t.Logf("gateway output:\n%s", g.out.text())

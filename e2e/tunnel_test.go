@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -98,8 +99,32 @@ func TestProcesses(t *testing.T) {
 	if ev["outcome"] != "error" || !strings.Contains(ev["details"].(map[string]any)["error"].(string), "disabled") {
 		t.Fatalf("close audit: %v", ev)
 	}
-	o.interrupt(t)
 	ao.interrupt(t)
+
+	// SIGTERM: the gateway stops accepting, closes live tunnels with a
+	// reason, and exits.
+	held, err := net.Dial("tcp", o.addrs["echo"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	held.Write([]byte("x"))
+	waitAuditN(t, g, adminTicket, "tunnel.open", "admin", 2)
+	start = time.Now()
+	g.cmd.Process.Signal(syscall.SIGTERM)
+	exited := make(chan error, 1)
+	go func() { exited <- g.cmd.Wait() }()
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("gateway exit: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("gateway did not exit on SIGTERM")
+	}
+	t.Logf("gateway exited %s after SIGTERM", time.Since(start).Round(time.Millisecond))
+	o.out.wait(t, regexp.MustCompile(`gateway shutting down`), 5*time.Second)
+	o.interrupt(t)
 }
 
 func roundTrip(t *testing.T, addr, msg string) string {
@@ -122,12 +147,19 @@ func roundTrip(t *testing.T, addr, msg string) string {
 // waitAudit waits for an audit event of kind by actor and returns it.
 func waitAudit(t *testing.T, g *gatewayProc, ticket, kind, actor string) map[string]any {
 	t.Helper()
+	return waitAuditN(t, g, ticket, kind, actor, 1)
+}
+
+// waitAuditN waits until there are n events of kind by actor and returns
+// the newest.
+func waitAuditN(t *testing.T, g *gatewayProc, ticket, kind, actor string, n int) map[string]any {
+	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		status, b := apiCall(t, g, "GET", "/api/v1/admin/audit?kind="+kind+"&actor="+actor, ticket, nil)
 		var evs []map[string]any
 		json.Unmarshal(b, &evs)
-		if status == 200 && len(evs) > 0 {
+		if status == 200 && len(evs) >= n {
 			return evs[0]
 		}
 		if time.Now().After(deadline) {

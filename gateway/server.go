@@ -195,7 +195,21 @@ func (s *Server) Handler() http.Handler { return s.handler }
 // until ctx is done, then shuts down gracefully: it stops accepting, ends
 // live tunnels with "going away" and waits for them. Serve always closes ln.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	// Connections that have not sent a request yet (a client's spare
+	// keep-alive connection) would hold Shutdown for 5 s: track them so
+	// shutdown can close them at once.
+	var connMu sync.Mutex
+	fresh := map[net.Conn]bool{}
 	hs := &http.Server{
+		ConnState: func(c net.Conn, st http.ConnState) {
+			connMu.Lock()
+			defer connMu.Unlock()
+			if st == http.StateNew || st == http.StateIdle {
+				fresh[c] = true
+			} else {
+				delete(fresh, c)
+			}
+		},
 		Handler:           s.handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
@@ -241,8 +255,17 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	s.log.Info("shutting down: no new connections, closing live tunnels")
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	hs.Shutdown(sctx)
 	s.dropLive(wire.CloseGoingAway, "gateway shutting down")
+	hs.SetKeepAlivesEnabled(false)
+	connMu.Lock()
+	for c := range fresh {
+		c.Close()
+	}
+	connMu.Unlock()
+	if err := hs.Shutdown(sctx); err != nil {
+		s.log.Warn("requests still running after 5s; closing them", "err", err)
+		hs.Close()
+	}
 	<-errc
 	return nil
 }

@@ -3,6 +3,13 @@ package tunnel
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
 	"errors"
 	"io"
 	"log/slog"
@@ -508,5 +515,78 @@ func TestFileStore(t *testing.T) {
 	}
 	if FallbackWarning(fs) == "" || FallbackWarning(KeyringStore{}) != "" {
 		t.Fatal("fallback warning")
+	}
+}
+
+// writeCert writes a self-signed certificate for 127.0.0.1 and its key.
+func writeCert(t *testing.T, dir string) (certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "porthole test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, _ := x509.MarshalECPrivateKey(key)
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
+	return certFile, keyFile
+}
+
+func TestHTTPSGateway(t *testing.T) {
+	dir := t.TempDir()
+	cert, key := writeCert(t, dir)
+	gw, err := gateway.New(t.Context(), gateway.Config{DataDir: dir, AdminPassword: "admin-password", TLSCert: cert, TLSKey: key,
+		Logger: quietLogger(), PasswordCost: &gateway.HashParams{Memory: 1024, Time: 1, Threads: 1}, Announce: io.Discard}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- gw.Serve(ctx, ln) }()
+	defer func() { cancel(); <-done; gw.Close() }()
+	url := "https://" + ln.Addr().String()
+
+	// Without the CA: a clear message that says what to do.
+	plain, _ := NewClient(url, ClientOptions{})
+	_, err = plain.Login(t.Context(), "admin", "admin-password")
+	if !errors.Is(err, ErrCertificate) || !strings.Contains(err.Error(), "--ca") {
+		t.Fatalf("untrusted certificate: %v", err)
+	}
+	// With --ca: sign in and carry bytes over wss://.
+	c, err := NewClient(url, ClientOptions{CAFile: cert})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Login(t.Context(), "admin", "admin-password"); err != nil {
+		t.Fatal(err)
+	}
+	target := echoTarget(t)
+	if _, err := gw.CreateTunnel(t.Context(), "test", gateway.TunnelSpec{Context: "echo", SocketAddress: target}); err != nil {
+		t.Fatal(err)
+	}
+	m := newManager(t, c, nil)
+	f, err := m.Start(t.Context(), "echo", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := roundTrip(t, f.Addr().String(), "over tls"); err != nil || got != "OVER TLS" {
+		t.Fatalf("got %q %v", got, err)
+	}
+	if _, err := NewClient(url, ClientOptions{CAFile: filepath.Join(dir, "missing.pem")}); err == nil {
+		t.Fatal("a missing CA file was accepted")
+	}
+	if _, err := NewClient(url, ClientOptions{CAFile: key}); err == nil || !strings.Contains(err.Error(), "no PEM certificate") {
+		t.Fatalf("a key as CA file: %v", err)
 	}
 }
