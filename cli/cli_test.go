@@ -5,18 +5,17 @@ import (
 	"context"
 	"errors"
 	"io"
-	"log/slog"
 	"net"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 
 	"github.com/porthole/porthole/gateway"
+	"github.com/porthole/porthole/internal/gwtest"
 	"github.com/porthole/porthole/tunnel"
 )
 
@@ -26,38 +25,13 @@ func TestMain(m *testing.M) {
 
 // startGateway runs a real gateway on loopback with a tunnel "echo" to an
 // upper-casing target, and returns its URL.
-func startGateway(t *testing.T) (string, *gateway.Server) {
+func startGateway(t *testing.T) (string, *gwtest.Gateway) {
 	t.Helper()
-	gw, err := gateway.New(t.Context(), gateway.Config{DataDir: t.TempDir(), AdminPassword: "admin-password",
-		Logger: slog.New(slog.DiscardHandler), PasswordCost: &gateway.HashParams{Memory: 1024, Time: 1, Threads: 1}, Announce: io.Discard}, nil)
-	if err != nil {
+	gw := gwtest.Start(t)
+	if _, err := gw.CreateTunnel(t.Context(), "test", gateway.TunnelSpec{Context: "echo", SocketAddress: gwtest.UpperAfterEOF(t), Description: "upper-casing echo"}); err != nil {
 		t.Fatal(err)
 	}
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- gw.Serve(ctx, ln) }()
-	t.Cleanup(func() { cancel(); <-done; gw.Close() })
-	target, _ := net.Listen("tcp", "127.0.0.1:0")
-	var wg sync.WaitGroup
-	t.Cleanup(func() { target.Close(); wg.Wait() })
-	wg.Go(func() {
-		for {
-			c, err := target.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() {
-				defer c.Close()
-				b, _ := io.ReadAll(c)
-				c.Write(bytes.ToUpper(b))
-			})
-		}
-	})
-	if _, err := gw.CreateTunnel(t.Context(), "test", gateway.TunnelSpec{Context: "echo", SocketAddress: target.Addr().String(), Description: "upper-casing echo"}); err != nil {
-		t.Fatal(err)
-	}
-	return "http://" + ln.Addr().String(), gw
+	return gw.URL, gw
 }
 
 type runner struct {

@@ -1,49 +1,24 @@
 package e2e
 
 import (
-	"bytes"
 	"encoding/json"
 	"io"
 	"net"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
-)
 
-// echoTarget upper-cases everything and answers only after the client's
-// FIN, so a reply proves half-close crossed the tunnel.
-func echoTarget(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() {
-				defer c.Close()
-				b, _ := io.ReadAll(c)
-				c.Write(bytes.ToUpper(b))
-			})
-		}
-	})
-	return ln.Addr().String()
-}
+	"github.com/porthole/porthole/internal/gwtest"
+)
 
 // TestProcesses runs the gateway and the CLI as real processes: sign in,
 // open a tunnel, move data with half-close, revoke a user while their
 // tunnel is live, read the audit trail, and Ctrl-C.
 func TestProcesses(t *testing.T) {
 	g := startGatewayProc(t)
-	target := echoTarget(t)
+	target := gwtest.UpperAfterEOF(t)
 	// Offline commands change the running gateway's store; they apply at once.
 	g.admin(t, "group", "add", "staff@Prod")
 	g.adminIn(t, "alice-password\n", "user", "add", "alice", "--group", "staff@Prod", "--password-stdin")

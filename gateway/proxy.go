@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -151,7 +150,7 @@ func (s *Server) carry(p *principal, t store.Tunnel, rec TunnelRecord, ws *webso
 	log := s.log.With("conn", lc.id, "user", lc.user, "context", lc.context)
 	log.Info("tunnel opened", "target", lc.target, "remote", lc.remote)
 
-	counted := &countingConn{Conn: target, read: &lc.down, written: &lc.up}
+	counted := wire.Counted(target, &lc.down, &lc.up)
 	_, err := wire.Pipe(ctx, conn, counted)
 
 	rec.BytesUp, rec.BytesDown = lc.up.Load(), lc.down.Load()
@@ -168,31 +167,6 @@ func (s *Server) carry(p *principal, t store.Tunnel, rec TunnelRecord, ws *webso
 	s.metrics.bytes.WithLabelValues("down").Add(float64(rec.BytesDown))
 	s.audit.TunnelClosed(context.WithoutCancel(ctx), rec)
 	log.Info("tunnel closed", "up", rec.BytesUp, "down", rec.BytesDown, "duration", rec.Duration.Round(time.Millisecond), "err", rec.Error)
-}
-
-// countingConn counts bytes read and written and passes CloseWrite on.
-type countingConn struct {
-	net.Conn
-	read, written *atomic.Int64
-}
-
-func (c *countingConn) Read(p []byte) (int, error) {
-	n, err := c.Conn.Read(p)
-	c.read.Add(int64(n))
-	return n, err
-}
-
-func (c *countingConn) Write(p []byte) (int, error) {
-	n, err := c.Conn.Write(p)
-	c.written.Add(int64(n))
-	return n, err
-}
-
-func (c *countingConn) CloseWrite() error {
-	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
-		return cw.CloseWrite()
-	}
-	return c.Conn.Close()
 }
 
 // events reads audit events for the API.

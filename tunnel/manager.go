@@ -430,7 +430,7 @@ func (f *Forwarder) handle(fc *fconn) {
 		fc.local.Close()
 		return
 	}
-	counted := &countConn{Conn: fc.local, read: &f.up, written: &f.down}
+	counted := wire.Counted(fc.local, &f.up, &f.down)
 	_, err = wire.Pipe(f.ctx, counted, ws)
 	if err != nil && f.ctx.Err() == nil {
 		var ce *wire.CloseError
@@ -488,29 +488,4 @@ func (f *Forwarder) close() {
 		f.wg.Wait()
 		f.m.log.Info("tunnel closed", "context", f.info.Context)
 	})
-}
-
-// countConn counts bytes and passes CloseWrite on.
-type countConn struct {
-	net.Conn
-	read, written *atomic.Int64
-}
-
-func (c *countConn) Read(p []byte) (int, error) {
-	n, err := c.Conn.Read(p)
-	c.read.Add(int64(n))
-	return n, err
-}
-
-func (c *countConn) Write(p []byte) (int, error) {
-	n, err := c.Conn.Write(p)
-	c.written.Add(int64(n))
-	return n, err
-}
-
-func (c *countConn) CloseWrite() error {
-	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
-		return cw.CloseWrite()
-	}
-	return c.Conn.Close()
 }

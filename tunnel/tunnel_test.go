@@ -1,8 +1,6 @@
 package tunnel
 
 import (
-	"bytes"
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -19,24 +17,24 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 
 	"github.com/porthole/porthole/gateway"
+	"github.com/porthole/porthole/internal/gwtest"
 )
 
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("database/sql.(*DB).connectionOpener"))
 }
 
-// env is a real gateway on loopback (SQLite on disk), an upper-casing echo
+// env is a real gateway on loopback (SQLite on disk), an upper-casing
 // target and an admin client.
 type env struct {
 	t      *testing.T
-	gw     *gateway.Server
+	gw     *gwtest.Gateway
 	url    string
 	admin  *Client
 	target string
@@ -46,22 +44,10 @@ func quietLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	gw, err := gateway.New(t.Context(), gateway.Config{DataDir: t.TempDir(), AdminPassword: "admin-password",
-		Logger: quietLogger(), PasswordCost: &gateway.HashParams{Memory: 1024, Time: 1, Threads: 1}, Announce: io.Discard}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- gw.Serve(ctx, ln) }()
-	t.Cleanup(func() { cancel(); <-done; gw.Close() })
-	e := &env{t: t, gw: gw, url: "http://" + ln.Addr().String(), target: echoTarget(t)}
+	gw := gwtest.Start(t)
+	e := &env{t: t, gw: gw, url: gw.URL, target: gwtest.UpperAfterEOF(t)}
 	e.admin = e.client()
-	if _, err := e.admin.Login(t.Context(), "admin", "admin-password"); err != nil {
+	if _, err := e.admin.Login(t.Context(), "admin", gwtest.AdminPassword); err != nil {
 		t.Fatal(err)
 	}
 	return e
@@ -86,29 +72,6 @@ func (e *env) api(method, path string, body any) {
 func (e *env) tunnel(spec gateway.TunnelSpec) {
 	e.t.Helper()
 	e.api("POST", "/api/v1/admin/tunnels", spec)
-}
-
-func echoTarget(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() {
-				defer c.Close()
-				b, _ := io.ReadAll(c)
-				c.Write(bytes.ToUpper(b))
-			})
-		}
-	})
-	return ln.Addr().String()
 }
 
 func newManager(t *testing.T, c *Client, mod func(*ManagerConfig)) *Manager {
@@ -545,21 +508,12 @@ func writeCert(t *testing.T, dir string) (certFile, keyFile string) {
 func TestHTTPSGateway(t *testing.T) {
 	dir := t.TempDir()
 	cert, key := writeCert(t, dir)
-	gw, err := gateway.New(t.Context(), gateway.Config{DataDir: dir, AdminPassword: "admin-password", TLSCert: cert, TLSKey: key,
-		Logger: quietLogger(), PasswordCost: &gateway.HashParams{Memory: 1024, Time: 1, Threads: 1}, Announce: io.Discard}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- gw.Serve(ctx, ln) }()
-	defer func() { cancel(); <-done; gw.Close() }()
-	url := "https://" + ln.Addr().String()
+	gw := gwtest.Start(t, func(c *gateway.Config) { c.TLSCert, c.TLSKey = cert, key })
+	url := gw.URL
 
 	// Without the CA: a clear message that says what to do.
 	plain, _ := NewClient(url, ClientOptions{})
-	_, err = plain.Login(t.Context(), "admin", "admin-password")
+	_, err := plain.Login(t.Context(), "admin", "admin-password")
 	if !errors.Is(err, ErrCertificate) || !strings.Contains(err.Error(), "--ca") {
 		t.Fatalf("untrusted certificate: %v", err)
 	}
@@ -571,7 +525,7 @@ func TestHTTPSGateway(t *testing.T) {
 	if _, err := c.Login(t.Context(), "admin", "admin-password"); err != nil {
 		t.Fatal(err)
 	}
-	target := echoTarget(t)
+	target := gwtest.UpperAfterEOF(t)
 	if _, err := gw.CreateTunnel(t.Context(), "test", gateway.TunnelSpec{Context: "echo", SocketAddress: target}); err != nil {
 		t.Fatal(err)
 	}

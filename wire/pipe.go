@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"syscall"
 )
 
@@ -167,4 +168,35 @@ func closeConn(c net.Conn, code int, reason string) {
 // IsConnReset reports whether err is a connection reset or broken pipe.
 func IsConnReset(err error) bool {
 	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+}
+
+// Counted wraps c so that bytes read from it are added to read and bytes
+// written to it to written. The wrapper passes CloseWrite on, so half-close
+// still works through it.
+func Counted(c net.Conn, read, written *atomic.Int64) net.Conn {
+	return &countingConn{Conn: c, read: read, written: written}
+}
+
+type countingConn struct {
+	net.Conn
+	read, written *atomic.Int64
+}
+
+func (c *countingConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.read.Add(int64(n))
+	return n, err
+}
+
+func (c *countingConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	c.written.Add(int64(n))
+	return n, err
+}
+
+func (c *countingConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return c.Conn.Close()
 }
