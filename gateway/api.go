@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -52,66 +53,74 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeJSON(w, r, &req); err != nil {
 		return err
 	}
+	resp, err := s.signIn(r.Context(), req.Username, req.Password, clientAddr(r))
+	if err != nil {
+		var he *Error
+		if errors.As(err, &he) && he.RetryAfter > 0 {
+			w.Header().Set("Retry-After", strconv.Itoa(int(he.RetryAfter/time.Second)))
+		}
+		return err
+	}
+	writeJSON(w, http.StatusOK, resp)
+	return nil
+}
+
+// signIn checks a user name and password from addr, with rate limiting,
+// and starts a session. The JSON API and the portal both sign in here.
+func (s *Server) signIn(ctx context.Context, username, password, addr string) (LoginResponse, error) {
 	fields := map[string]string{}
-	if req.Username == "" {
+	if username == "" {
 		fields["username"] = "is required"
 	}
-	if req.Password == "" {
+	if password == "" {
 		fields["password"] = "is required"
 	}
 	if len(fields) > 0 {
-		return invalid(fields)
+		return LoginResponse{}, invalid(fields)
 	}
-	ctx := r.Context()
-	addr := clientAddr(r)
-	userKey := strings.ToLower(req.Username) + "|" + addr
+	userKey := strings.ToLower(username) + "|" + addr
 	if wait := max(s.userLimit.wait(userKey), s.addrLimit.wait(addr)); wait > 0 {
 		s.metrics.signinFailed.Inc()
-		s.audit.SignIn(ctx, req.Username, addr, false, "rate limited")
-		secs := int(wait.Round(time.Second) / time.Second)
-		if secs < 1 {
-			secs = 1
-		}
-		w.Header().Set("Retry-After", strconv.Itoa(secs))
-		return errorf(http.StatusTooManyRequests, "too many failed sign-ins: try again in %s", time.Duration(secs)*time.Second)
+		s.audit.SignIn(ctx, username, addr, false, "rate limited")
+		secs := max(int((wait+time.Second-1)/time.Second), 1)
+		return LoginResponse{}, &Error{Status: http.StatusTooManyRequests, RetryAfter: time.Duration(secs) * time.Second,
+			Msg: fmt.Sprintf("too many failed sign-ins: try again in %s", time.Duration(secs)*time.Second)}
 	}
 	fail := func(reason string) error {
 		s.userLimit.fail(userKey)
 		s.addrLimit.fail(addr)
 		s.metrics.signinFailed.Inc()
-		s.audit.SignIn(ctx, req.Username, addr, false, reason)
+		s.audit.SignIn(ctx, username, addr, false, reason)
 		return errorf(http.StatusUnauthorized, "wrong user name or password")
 	}
-	u, err := s.st.User(ctx, req.Username)
+	u, err := s.st.User(ctx, username)
 	if errors.Is(err, store.ErrNotFound) {
-		checkPassword(dummyHash, req.Password)
-		return fail("unknown user")
+		checkPassword(dummyHash, password)
+		return LoginResponse{}, fail("unknown user")
 	}
 	if err != nil {
-		return internal(err)
+		return LoginResponse{}, internal(err)
 	}
-	ok, err := checkPassword(u.PasswordHash, req.Password)
+	ok, err := checkPassword(u.PasswordHash, password)
 	if err != nil {
-		return internal(fmt.Errorf("user %q: %w", u.Username, err))
+		return LoginResponse{}, internal(fmt.Errorf("user %q: %w", u.Username, err))
 	}
 	if !ok {
-		return fail("wrong password")
+		return LoginResponse{}, fail("wrong password")
 	}
 	if u.Disabled {
 		s.audit.SignIn(ctx, u.Username, addr, false, "account disabled")
-		return errorf(http.StatusForbidden, "this account is disabled; ask an administrator")
+		return LoginResponse{}, errorf(http.StatusForbidden, "this account is disabled; ask an administrator")
 	}
 	s.userLimit.reset(userKey)
 	now := s.cfg.Now()
 	se := store.Session{ID: randomID(16), Username: u.Username, CreatedAt: now, ExpiresAt: now.Add(time.Duration(s.cfg.TicketLifetime))}
 	if err := s.st.CreateSession(ctx, se); err != nil {
-		return internal(err)
+		return LoginResponse{}, internal(err)
 	}
 	s.audit.SignIn(ctx, u.Username, addr, true, "")
 	gs := groupsOf(u)
-	p := &principal{user: u, session: se.ID, groups: gs, admin: isAdmin(gs)}
-	writeJSON(w, http.StatusOK, s.issue(p, se.ExpiresAt))
-	return nil
+	return s.issue(&principal{user: u, session: se.ID, groups: gs, admin: isAdmin(gs)}, se.ExpiresAt), nil
 }
 
 // issue signs a ticket for p's session.
@@ -142,7 +151,7 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := s.endSession(r, p); err != nil {
+	if err := s.endSession(r.Context(), p); err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "signed out"})
@@ -150,11 +159,11 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) error {
 }
 
 // endSession revokes p's session and closes its tunnels.
-func (s *Server) endSession(r *http.Request, p *principal) error {
-	if err := s.st.RevokeSession(r.Context(), p.session, s.cfg.Now()); err != nil {
+func (s *Server) endSession(ctx context.Context, p *principal) error {
+	if err := s.st.RevokeSession(ctx, p.session, s.cfg.Now()); err != nil {
 		return internal(err)
 	}
-	s.audit.SignOut(r.Context(), p.user.Username, p.session)
+	s.audit.SignOut(ctx, p.user.Username, p.session)
 	s.closeLive(func(lc *liveConn) bool { return lc.session == p.session }, wire.CloseUnauthorized, "you signed out")
 	return nil
 }
@@ -179,15 +188,19 @@ func (s *Server) me(w http.ResponseWriter, r *http.Request) error {
 // UserTunnel is a tunnel as its users see it; administrators also get the
 // target and the patterns.
 type UserTunnel struct {
-	Context       string `json:"context"`
-	LocalPort     int    `json:"localPort,omitempty"`
-	Description   string `json:"description,omitempty"`
+	Context     string `json:"context"`
+	LocalPort   int    `json:"localPort,omitempty"`
+	Description string `json:"description,omitempty"`
+	// Kind guesses the database behind it from the target's port
+	// ("mysql", "postgresql", "sqlserver", "oracle" or empty), so clients
+	// can offer the right connection strings without seeing the target.
+	Kind          string `json:"kind,omitempty"`
 	SocketAddress string `json:"socketAddress,omitempty"`
 	UserGroups    string `json:"userGroups,omitempty"`
 }
 
 func (s *Server) userTunnel(p *principal, t store.Tunnel) UserTunnel {
-	ut := UserTunnel{Context: t.Context, LocalPort: t.LocalPort, Description: t.Description}
+	ut := UserTunnel{Context: t.Context, LocalPort: t.LocalPort, Description: t.Description, Kind: string(kindOf(t))}
 	if p.admin {
 		ut.SocketAddress, ut.UserGroups = t.SocketAddress, t.UserGroups
 	}

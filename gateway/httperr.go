@@ -10,6 +10,7 @@ import (
 	"mime"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/porthole/porthole/wire"
 )
@@ -22,6 +23,8 @@ type Error struct {
 	Msg    string
 	Fields map[string]string
 	Err    error
+	// RetryAfter, when set, is sent as the Retry-After header.
+	RetryAfter time.Duration
 }
 
 func (e *Error) Error() string {

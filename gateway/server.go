@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"html/template"
 	"log/slog"
 	"net"
 	"net/http"
@@ -61,6 +62,7 @@ type Server struct {
 	patterns patternCache
 	upgrader websocket.Upgrader
 	handler  http.Handler
+	pages    map[string]*template.Template
 
 	// baseCtx is the parent of every live tunnel; Close cancels it.
 	baseCtx    context.Context
@@ -119,6 +121,7 @@ func New(ctx context.Context, cfg Config, st store.Store) (*Server, error) {
 		s.closeStore()
 		return nil, err
 	}
+	var err error
 	s.baseCtx, s.cancelBase = context.WithCancelCause(context.Background())
 	s.upgrader = websocket.Upgrader{
 		HandshakeTimeout: 10 * time.Second,
@@ -126,6 +129,10 @@ func New(ctx context.Context, cfg Config, st store.Store) (*Server, error) {
 		// The origin was checked before the target was dialled.
 		CheckOrigin:     func(*http.Request) bool { return true },
 		WriteBufferPool: &sync.Pool{},
+	}
+	if s.pages, err = loadPortal(); err != nil {
+		s.closeStore()
+		return nil, err
 	}
 	s.handler = s.routes()
 	return s, nil
@@ -607,6 +614,7 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("/api/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeError(s.log, w, r, errorf(http.StatusNotFound, "no such API endpoint: %s %s", r.Method, r.URL.Path))
 	}))
+	s.portalRoutes(mux)
 	mux.Handle("/", http.HandlerFunc(s.serveRoot))
 	return http.NewCrossOriginProtection().Handler(mux)
 }
@@ -633,13 +641,12 @@ func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// serveRoot answers "/" and anything no other route takes.
+// serveRoot answers what no other route takes: a page for browsers, JSON
+// for everyone else.
 func (s *Server) serveRoot(w http.ResponseWriter, r *http.Request) {
-	if r.URL.Path != "/" {
-		writeError(s.log, w, r, errorf(http.StatusNotFound, "no such page: %s", r.URL.Path))
+	if strings.Contains(r.Header.Get("Accept"), "text/html") {
+		s.errorPage(w, r, nil, http.StatusNotFound, "Page not found", "There is no page at "+r.URL.Path+".")
 		return
 	}
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	fmt.Fprintln(w, "Porthole gateway is running. Sign in with the porthole CLI or the tray app.")
+	writeError(s.log, w, r, errorf(http.StatusNotFound, "no such page: %s", r.URL.Path))
 }

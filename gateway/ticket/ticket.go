@@ -110,3 +110,7 @@ func (s *Signer) Verify(tok string, now time.Time) (Claims, error) {
 	}
 	return c, nil
 }
+
+// Key returns the signing key, for deriving other secrets from it (the
+// portal's CSRF tokens).
+func (s *Signer) Key() []byte { return s.key }
