@@ -83,6 +83,7 @@ type TunnelInfo struct {
 	Context       string `json:"context"`
 	LocalPort     int    `json:"localPort,omitempty"`
 	Description   string `json:"description,omitempty"`
+	Kind          string `json:"kind,omitempty"`          // the database, guessed by the gateway: "mysql", "postgresql", ...
 	SocketAddress string `json:"socketAddress,omitempty"` // administrators only
 	UserGroups    string `json:"userGroups,omitempty"`    // administrators only
 }

@@ -1,0 +1,4 @@
+package app
+
+// osAutostart returns the operating system's start-at-login switch.
+func osAutostart() Autostart { return newOSAutostart() }
