@@ -38,7 +38,7 @@ type harness struct {
 
 type fakeAutostart struct{ on bool }
 
-func (f *fakeAutostart) Enabled() bool      { return f.on }
+func (f *fakeAutostart) Enabled() bool     { return f.on }
 func (f *fakeAutostart) Set(on bool) error { f.on = on; return nil }
 
 func newHarness(t *testing.T, gw *gwtest.Gateway, dir string) *harness {
