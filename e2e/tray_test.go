@@ -1,0 +1,206 @@
+package e2e
+
+import (
+	"encoding/json"
+	"github.com/porthole/porthole/internal/gwtest"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// desktopTools checks for what the tray test needs: Xvfb, xwininfo and
+// ImageMagick's import. scripts/test installs them and sets
+// PORTHOLE_REQUIRE_DESKTOP, so there their absence fails.
+func desktopTools(t *testing.T) {
+	t.Helper()
+	for _, tool := range []string{"Xvfb", "xwininfo", "import"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			if os.Getenv("PORTHOLE_REQUIRE_DESKTOP") != "" {
+				t.Fatalf("%s is missing although scripts/test should have installed it", tool)
+			}
+			t.Skipf("%s is not installed: run scripts/test, which installs it", tool)
+		}
+	}
+}
+
+// buildTray builds porthole-tray with cgo (Fyne's desktop driver).
+func buildTray(t *testing.T) string {
+	t.Helper()
+	out := filepath.Join(binaries(t), "porthole-tray")
+	if _, err := os.Stat(out); err == nil {
+		return out
+	}
+	start := time.Now()
+	cmd := exec.Command("go", "build", "-o", out, "../cmd/porthole-tray")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build porthole-tray: %v\n%s", err, b)
+	}
+	t.Logf("built porthole-tray in %s", time.Since(start).Round(time.Second))
+	return out
+}
+
+// xvfb starts a virtual X display and returns its name (":N"). Xvfb picks
+// a free display and writes its number to stdout once it accepts clients.
+func xvfb(t *testing.T) string {
+	t.Helper()
+	cmd := exec.Command("Xvfb", "-displayfd", "1", "-screen", "0", "1024x700x24", "-nolisten", "tcp")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var xlog strings.Builder
+	cmd.Stderr = &xlog
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	line := make(chan string, 1)
+	go func() {
+		var b [16]byte
+		n, _ := stdout.Read(b[:])
+		line <- strings.TrimSpace(string(b[:n]))
+		io.Copy(io.Discard, stdout)
+	}()
+	var num string
+	select {
+	case num = <-line:
+	case <-time.After(30 * time.Second):
+		t.Fatal("Xvfb did not report a display within 30 s")
+	}
+	if num == "" {
+		cmd.Wait()
+		t.Fatalf("Xvfb did not start: %s", xlog.String())
+	}
+	return ":" + num
+}
+
+// TestTrayBinary runs the real porthole-tray under Xvfb: it starts with the
+// sign-in the CLI made, opens its window, auto-starts a tunnel that
+// carries bytes, and SIGTERM ends it within 2 seconds with the port closed.
+func TestTrayBinary(t *testing.T) {
+	desktopTools(t)
+	tray := buildTray(t)
+	g := startGatewayProc(t)
+	target := gwtest.UpperAfterEOF(t)
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	g.admin(t, "tunnel", "add", "mysql", target, "--local-port", strconv.Itoa(port), "--description", "Orders database")
+
+	// Sign in with the CLI; the tray shares the sign-in and settings.json.
+	c := newClient(t)
+	c.login(t, g, "admin", "admin-password")
+	cfgHome := ""
+	for _, e := range c.env {
+		if v, ok := strings.CutPrefix(e, "XDG_CONFIG_HOME="); ok {
+			cfgHome = v
+		}
+	}
+	settingsPath := filepath.Join(cfgHome, "porthole", "settings.json")
+	var st map[string]any
+	b, _ := os.ReadFile(settingsPath)
+	json.Unmarshal(b, &st)
+	st["tunnels"] = map[string]any{"mysql": map[string]any{"autoStart": true}}
+	b, _ = json.MarshalIndent(st, "", "  ")
+	os.WriteFile(settingsPath, b, 0o600)
+
+	display := xvfb(t)
+	cmd := exec.Command(tray)
+	cmd.Env = append(c.env, "DISPLAY="+display, "DBUS_SESSION_BUS_ADDRESS=", "LANG=C.UTF-8")
+	logFile := filepath.Join(t.TempDir(), "tray.log")
+	lf, _ := os.Create(logFile)
+	cmd.Stdout, cmd.Stderr = lf, lf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		if t.Failed() {
+			b, _ := os.ReadFile(logFile)
+			t.Logf("tray output:\n%s", b)
+		}
+	})
+
+	// The auto-started tunnel carries bytes on its fixed port.
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if conn, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+			conn.Close()
+			break
+		}
+		select {
+		case err := <-exited:
+			t.Fatalf("porthole-tray exited: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the auto-start tunnel never listened")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if got := roundTrip(t, addr, "select 1 from the tray"); got != "SELECT 1 FROM THE TRAY" {
+		t.Fatalf("got %q", got)
+	}
+
+	// Its window is on the display; save a screenshot.
+	var tree string
+	for time.Now().Before(deadline) {
+		out, _ := exec.Command("xwininfo", "-display", display, "-root", "-tree").CombinedOutput()
+		tree = string(out)
+		if strings.Contains(tree, `"Porthole"`) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !strings.Contains(tree, `"Porthole"`) {
+		t.Fatalf("no Porthole window:\n%s", tree)
+	}
+	shots := filepath.Join(artifacts(), "screenshots")
+	os.MkdirAll(shots, 0o755)
+	// Let one more refresh paint the open state (the UI ticks every second).
+	time.Sleep(1500 * time.Millisecond)
+	if out, err := exec.Command("import", "-display", display, "-window", "root", filepath.Join(shots, "tray-window.png")).CombinedOutput(); err != nil {
+		t.Fatalf("screenshot: %v %s", err, out)
+	}
+
+	held, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	held.Write([]byte("held across SIGTERM"))
+
+	start := time.Now()
+	cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-exited:
+	case <-time.After(5 * time.Second):
+		t.Fatal("porthole-tray still running 5 s after SIGTERM")
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("SIGTERM took %s", d)
+	}
+	t.Logf("porthole-tray exited %s after SIGTERM", time.Since(start).Round(time.Millisecond))
+	if conn, err := net.Dial("tcp", addr); err == nil {
+		conn.Close()
+		t.Fatal("the port is still open after exit")
+	}
+}
+
+func artifacts() string {
+	if d := os.Getenv("PORTHOLE_ARTIFACTS"); d != "" {
+		return d
+	}
+	return filepath.Join("..", "artifacts")
+}
