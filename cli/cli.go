@@ -47,11 +47,17 @@ const usage = `porthole: open Porthole tunnels on this computer
   porthole status
   porthole list
   porthole open CONTEXT[:PORT]... [--bind ADDR]
+  porthole launch CONTEXT/PATH --port N [--bind ADDR]
+  porthole launch tcp://HOST:PORT/PATH --port N [--bind ADDR]
 
 open listens on 127.0.0.1 (or --bind) on the tunnel's local port: the
 PORT you give, else the one in settings.json, else the gateway's
 suggestion, else a free one. It runs until Ctrl-C, which closes every
 tunnel and connection.
+
+launch listens on --port; each connection there goes to a Porthole launcher
+(through the gateway tunnel CONTEXT, or directly to HOST:PORT), asks it for
+PATH, and then carries the program it started. A refusal is printed.
 `
 
 // Run runs the porthole command line.
@@ -81,6 +87,8 @@ func Run(ctx context.Context, args []string, env Env) error {
 		return c.list(ctx, args[1:])
 	case "open":
 		return c.open(ctx, args[1:])
+	case "launch":
+		return c.launch(ctx, args[1:])
 	case "help", "-h", "--help":
 		fmt.Fprint(env.Stdout, usage)
 		return nil
@@ -420,5 +428,53 @@ func (c *command) open(ctx context.Context, args []string) error {
 	start := time.Now()
 	m.Close()
 	fmt.Fprintf(c.env.Stdout, "Closed every tunnel in %s.\n", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+func (c *command) launch(ctx context.Context, args []string) error {
+	fs := c.flags("launch")
+	bind := fs.String("bind", "127.0.0.1", "local address to listen on")
+	port := fs.Int("port", 0, "local port to listen on (required)")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return fmt.Errorf("%w: launch takes one CONTEXT/PATH or tcp://HOST:PORT/PATH", ErrUsage)
+	}
+	if *port < 1 || *port > 65535 {
+		return fmt.Errorf("%w: launch needs --port N (1-65535)", ErrUsage)
+	}
+	target, err := tunnel.ParseLaunchTarget(pos[0])
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrUsage, err)
+	}
+	cfg := tunnel.LaunchConfig{Target: target, Local: net.JoinHostPort(*bind, strconv.Itoa(*port)),
+		Logger: slog.New(slog.NewTextHandler(c.env.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		OnConnError: func(name string, err error) {
+			fmt.Fprintf(c.env.Stderr, "porthole: launch %s%s: %v\n", name, target.Path, err)
+		}}
+	if target.Context != "" {
+		client, _, _, err := c.session()
+		if err != nil {
+			return err
+		}
+		if _, err := client.Tunnel(ctx, target.Context); err != nil {
+			return explain(fmt.Errorf("launch through tunnel %q: %w", target.Context, err))
+		}
+		cfg.Client = client
+	}
+	f, err := tunnel.ListenLaunch(cfg)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fmt.Fprintf(c.env.Stdout, "%s%s -> %s\n", f.Context(), target.Path, f.Addr())
+	fmt.Fprintln(c.env.Stdout, "Listening; press Ctrl-C to stop.")
+	if c.env.Ready != nil {
+		c.env.Ready([]net.Addr{f.Addr()})
+	}
+	<-ctx.Done()
+	f.Close()
 	return nil
 }

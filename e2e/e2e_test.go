@@ -34,11 +34,17 @@ func binaries(t *testing.T) string {
 		if buildErr != nil {
 			return
 		}
-		cmd := exec.Command("go", "build", "-o", binDir+"/", "../cmd/porthole", "../cmd/porthole-gateway")
+		cmd := exec.Command("go", "build", "-o", binDir+"/", "../cmd/porthole", "../cmd/porthole-gateway", "../cmd/porthole-launcher")
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+			return
+		}
+		// A program for the launcher to start: it listens where it is told.
+		cmd = exec.Command("go", "build", "-o", binDir+"/helper", "../launcher/testdata/helper")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build helper: %v\n%s", err, out)
 		}
 	})
 	if buildErr != nil {
@@ -191,17 +197,24 @@ type openProc struct {
 	pw    *io.PipeWriter
 }
 
-func (c *client) open(t *testing.T, targets ...string) *openProc {
+// start runs a long-lived porthole command (open, launch).
+func (c *client) start(t *testing.T, args ...string) *openProc {
 	t.Helper()
-	cmd := exec.Command(filepath.Join(binaries(t), "porthole"), append([]string{"open"}, targets...)...)
+	cmd := exec.Command(filepath.Join(binaries(t), "porthole"), args...)
 	cmd.Env = c.env
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &openProc{cmd: cmd, out: watch(t, "open", pr), addrs: map[string]string{}, pw: pw}
+	p := &openProc{cmd: cmd, out: watch(t, args[0], pr), addrs: map[string]string{}, pw: pw}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait(); pw.Close() })
+	return p
+}
+
+func (c *client) open(t *testing.T, targets ...string) *openProc {
+	t.Helper()
+	p := c.start(t, append([]string{"open"}, targets...)...)
 	for _, tg := range targets {
 		name, _, _ := strings.Cut(tg, ":")
 		p.addrs[name] = p.out.wait(t, regexp.MustCompile(`^`+regexp.QuoteMeta(name)+` -> (\S+)$`), 30*time.Second)

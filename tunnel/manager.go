@@ -268,18 +268,16 @@ func (m *Manager) Start(ctx context.Context, name, localAddr string) (*Forwarder
 		}
 		return nil, fmt.Errorf("open tunnel %q: listen on %s: %w", info.Context, localAddr, err)
 	}
-	fctx, cancel := context.WithCancelCause(m.ctx)
-	f := &Forwarder{m: m, info: info, ln: ln, ctx: fctx, cancel: cancel, conns: map[*fconn]struct{}{}, done: make(chan struct{})}
+	f := newForwarder(forwarderConfig{parent: m.ctx, name: info.Context, info: info, ln: ln, log: m.log, onErr: m.cfg.OnConnError,
+		dial: func(ctx context.Context) (net.Conn, error) { return m.dialTunnel(ctx, info.Context) }})
 	m.mu.Lock()
 	if old, ok := m.fwd[key]; ok {
 		m.mu.Unlock()
-		ln.Close()
-		cancel(nil)
+		f.Close()
 		return old, nil
 	}
 	m.fwd[key] = f
 	m.mu.Unlock()
-	go f.serve()
 	m.log.Info("tunnel open", "context", info.Context, "listen", ln.Addr().String())
 	return f, nil
 }
@@ -314,7 +312,7 @@ func (m *Manager) Stop(name string) error {
 	if !ok {
 		return fmt.Errorf("tunnel %q is not open", name)
 	}
-	f.close()
+	f.Close()
 	return nil
 }
 
@@ -326,7 +324,7 @@ func (m *Manager) StopAll() {
 	m.mu.Unlock()
 	var wg sync.WaitGroup
 	for _, f := range fs {
-		wg.Go(f.close)
+		wg.Go(f.Close)
 	}
 	wg.Wait()
 }
@@ -338,12 +336,15 @@ func (m *Manager) Close() {
 	<-m.done
 }
 
-// Forwarder listens locally and carries each accepted connection through
-// one tunnel.
+// Forwarder listens locally and carries each accepted connection to a
+// dialled stream: a gateway tunnel, or a launcher. Close stops it.
 type Forwarder struct {
-	m      *Manager
+	name   string
 	info   TunnelInfo
 	ln     net.Listener
+	dial   func(ctx context.Context) (net.Conn, error)
+	log    *slog.Logger
+	onErr  func(context string, err error)
 	ctx    context.Context
 	cancel context.CancelCauseFunc
 	done   chan struct{} // closed when serve has returned
@@ -359,10 +360,32 @@ type Forwarder struct {
 	lastErr error
 }
 
+type forwarderConfig struct {
+	parent context.Context // nil: background
+	name   string
+	info   TunnelInfo
+	ln     net.Listener
+	dial   func(ctx context.Context) (net.Conn, error)
+	log    *slog.Logger
+	onErr  func(context string, err error)
+}
+
+// newForwarder starts serving ln.
+func newForwarder(c forwarderConfig) *Forwarder {
+	if c.parent == nil {
+		c.parent = context.Background()
+	}
+	ctx, cancel := context.WithCancelCause(c.parent)
+	f := &Forwarder{name: c.name, info: c.info, ln: c.ln, dial: c.dial, log: c.log, onErr: c.onErr, ctx: ctx, cancel: cancel,
+		conns: map[*fconn]struct{}{}, done: make(chan struct{})}
+	go f.serve()
+	return f
+}
+
 type fconn struct{ local net.Conn }
 
-// Context is the tunnel's context.
-func (f *Forwarder) Context() string { return f.info.Context }
+// Context is the tunnel's context (or the launcher's address).
+func (f *Forwarder) Context() string { return f.name }
 
 // Info is what the gateway said about the tunnel.
 func (f *Forwarder) Info() TunnelInfo { return f.info }
@@ -397,7 +420,7 @@ func (f *Forwarder) serve() {
 			}
 			// Out of file descriptors and the like: back off and retry.
 			delay = min(max(delay*2, 5*time.Millisecond), time.Second)
-			f.m.log.Warn("accept failed", "context", f.info.Context, "err", err, "retry_in", delay)
+			f.log.Warn("accept failed", "context", f.name, "err", err, "retry_in", delay)
 			select {
 			case <-time.After(delay):
 				continue
@@ -423,10 +446,14 @@ func (f *Forwarder) handle(fc *fconn) {
 		delete(f.conns, fc)
 		f.mu.Unlock()
 	}()
-	log := f.m.log.With("context", f.info.Context, "from", fc.local.RemoteAddr().String())
-	ws, err := f.dial()
+	log := f.log.With("context", f.name, "from", fc.local.RemoteAddr().String())
+	ws, err := f.dial(f.ctx)
 	if err != nil {
-		f.fail(log, fmt.Errorf("the gateway refused the connection: %w", err))
+		var le *LaunchError
+		if !errors.As(err, &le) {
+			err = fmt.Errorf("the gateway refused the connection: %w", err)
+		}
+		f.fail(log, err)
 		fc.local.Close()
 		return
 	}
@@ -441,25 +468,32 @@ func (f *Forwarder) handle(fc *fconn) {
 	}
 }
 
-// dial opens the tunnel stream; when the ticket was refused and the
+// dialTunnel opens a tunnel stream; when the ticket was refused and the
 // manager may wait for a new one, it waits and tries once more.
-func (f *Forwarder) dial() (*wire.Conn, error) {
-	ws, err := f.m.client.Dial(f.ctx, f.info.Context)
-	if err == nil || !errors.Is(err, ErrUnauthorized) || f.m.cfg.TicketWait <= 0 {
-		return ws, err
+func (m *Manager) dialTunnel(ctx context.Context, name string) (net.Conn, error) {
+	ws, err := m.client.Dial(ctx, name)
+	if err == nil {
+		return ws, nil
 	}
-	f.m.mu.Lock()
-	ch := f.m.newTick
-	f.m.mu.Unlock()
-	f.m.authLost(err)
-	t := time.NewTimer(f.m.cfg.TicketWait)
+	if !errors.Is(err, ErrUnauthorized) || m.cfg.TicketWait <= 0 {
+		return nil, err
+	}
+	m.mu.Lock()
+	ch := m.newTick
+	m.mu.Unlock()
+	m.authLost(err)
+	t := time.NewTimer(m.cfg.TicketWait)
 	defer t.Stop()
 	select {
 	case <-ch:
-		return f.m.client.Dial(f.ctx, f.info.Context)
+		ws, err := m.client.Dial(ctx, name)
+		if err != nil {
+			return nil, err
+		}
+		return ws, nil
 	case <-t.C:
 		return nil, err
-	case <-f.ctx.Done():
+	case <-ctx.Done():
 		return nil, err
 	}
 }
@@ -469,13 +503,13 @@ func (f *Forwarder) fail(log *slog.Logger, err error) {
 	f.mu.Lock()
 	f.lastErr = err
 	f.mu.Unlock()
-	if f.m.cfg.OnConnError != nil {
-		f.m.cfg.OnConnError(f.info.Context, err)
+	if f.onErr != nil {
+		f.onErr(f.name, err)
 	}
 }
 
-// close stops accepting, ends every connection and waits for them.
-func (f *Forwarder) close() {
+// Close stops accepting, ends every connection and waits for them.
+func (f *Forwarder) Close() {
 	f.closeOnce.Do(func() {
 		f.cancel(&wire.CloseError{Code: wire.CloseGoingAway, Reason: "client closed the tunnel"})
 		f.ln.Close()
@@ -486,6 +520,6 @@ func (f *Forwarder) close() {
 		}
 		f.mu.Unlock()
 		f.wg.Wait()
-		f.m.log.Info("tunnel closed", "context", f.info.Context)
+		f.log.Info("tunnel closed", "context", f.name)
 	})
 }

@@ -1,0 +1,8 @@
+//go:build !windows
+
+package launcher
+
+import "os"
+
+// interrupt asks a process to stop.
+func interrupt(p *os.Process) error { return p.Signal(os.Interrupt) }
