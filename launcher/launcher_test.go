@@ -422,4 +422,3 @@ func TestCheckCommand(t *testing.T) {
 		t.Fatal("check without --config accepted")
 	}
 }
-

@@ -417,4 +417,3 @@ func (w *logWriter) Write(p []byte) (int, error) {
 		w.log.Info("process output", "stream", w.stream, "line", strings.TrimRight(line, "\r\n"))
 	}
 }
-

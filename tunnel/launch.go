@@ -18,7 +18,9 @@ type LaunchError struct {
 	Desc string
 }
 
-func (e *LaunchError) Error() string { return fmt.Sprintf("the launcher refused: %d %s", e.Code, e.Desc) }
+func (e *LaunchError) Error() string {
+	return fmt.Sprintf("the launcher refused: %d %s", e.Code, e.Desc)
+}
 
 // LaunchHandshake sends path as the first line on c and reads the
 // launcher's answer: nil after "OK", a *LaunchError after "ERR". It reads
