@@ -257,17 +257,20 @@ func TestOversizedMessageClosesTunnel(t *testing.T) {
 	}
 	defer ws.Close()
 	ws.WriteMessage(websocket.BinaryMessage, make([]byte, wire.MaxMessageSize+1))
-	ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+	ws.SetReadDeadline(time.Now().Add(20 * time.Second))
 	for {
 		_, _, err := ws.ReadMessage()
 		if err != nil {
-			if !websocket.IsCloseError(err, wire.CloseTooBig, wire.ClosePeerError) {
+			// The close frame says why; under load the rest of the refused
+			// message can still be unread when the gateway closes, and
+			// then the kernel resets the connection instead.
+			if !websocket.IsCloseError(err, wire.CloseTooBig, wire.ClosePeerError) && !wire.IsConnReset(err) {
 				t.Fatalf("got %v, want a close for the oversized message", err)
 			}
 			break
 		}
 	}
-	waitFor(t, 5*time.Second, "tunnel closed and audited", func() bool {
+	waitFor(t, 20*time.Second, "tunnel closed and audited", func() bool {
 		evs, _ := g.events(t.Context(), eventFilter("tunnel.close"))
 		return len(evs) == 1 && strings.Contains(evs[0].Details["error"].(string), "larger than")
 	})
