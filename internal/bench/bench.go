@@ -734,4 +734,3 @@ func Table(w io.Writer, rs []Result) {
 		fmt.Fprintf(w, "| %s | %s | %.4g %s | %s | %s | %s | %s |\n", r.Name, direct, r.Tunnel, r.Unit, ratio, r.Target, met, r.Comment)
 	}
 }
-
