@@ -181,7 +181,11 @@ func NewClient(rawURL string, opts ClientOptions) (*Client, error) {
 			HandshakeTimeout: 20 * time.Second,
 			Subprotocols:     []string{wire.Subprotocol},
 			ReadBufferSize:   4096,
-			WriteBufferPool:  &sync.Pool{},
+			// A client masks and frames through this buffer: one the size
+			// of the pump's reads sends each read as one frame. It is
+			// pooled, so idle tunnels hold none.
+			WriteBufferSize: 64 << 10,
+			WriteBufferPool: &sync.Pool{},
 		},
 		opts: opts,
 	}, nil

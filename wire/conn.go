@@ -122,46 +122,74 @@ func (c *Conn) keepalive() {
 
 // Read reads stream bytes. It returns io.EOF when the peer has finished
 // writing (end-of-stream message or a normal close) and a *CloseError when
-// the peer closed the stream with a reason.
+// the peer closed the stream with a reason. At the end of a message it may
+// return 0, nil rather than block for the next one while holding p.
 func (c *Conn) Read(p []byte) (int, error) {
 	if c.readErr != nil {
 		return 0, c.readErr
 	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if c.msg == nil {
+		if err := c.next(); err != nil {
+			return 0, err
+		}
+	}
+	n, err := c.msg.Read(p)
+	if err == nil && n > 0 && n < len(p) {
+		// The frame ran out before p did: see whether the message did too
+		// (this does not block at the end of a final frame), so the next
+		// wait needs no buffer.
+		var m int
+		m, err = c.msg.Read(p[n:])
+		n += m
+	}
+	if err == io.EOF {
+		c.msg, err = nil, nil
+	}
+	if err != nil {
+		c.readErr = c.mapErr(err)
+		return n, c.readErr
+	}
+	return n, nil
+}
+
+// WaitReadable blocks until a message (or the end of the stream) has
+// arrived, without a buffer; Read then returns its data or the end.
+func (c *Conn) WaitReadable() error {
+	if c.readErr != nil || c.msg != nil {
+		return nil
+	}
+	c.next()
+	return nil
+}
+
+// next waits for the next binary message, handling control messages; at
+// the end of the stream it sets and returns readErr.
+func (c *Conn) next() error {
 	for {
-		if c.msg == nil {
-			typ, r, err := c.ws.NextReader()
-			if err != nil {
-				c.readErr = c.mapErr(err)
-				return 0, c.readErr
-			}
-			c.lastRecv.Store(time.Now().UnixNano())
-			if typ == websocket.TextMessage {
-				if err := c.control(r); err != nil {
-					c.readErr = err
-					if err == io.EOF {
-						c.readEOF.Store(true)
-						go c.drain()
-					} else {
-						c.CloseWith(CloseProtocolError, err.Error())
-					}
-					return 0, err
-				}
-				continue
-			}
-			c.msg = r
-		}
-		n, err := c.msg.Read(p)
-		if err == io.EOF {
-			c.msg = nil
-			err = nil
-		}
+		typ, r, err := c.ws.NextReader()
 		if err != nil {
 			c.readErr = c.mapErr(err)
-			return n, c.readErr
+			return c.readErr
 		}
-		if n > 0 {
-			return n, nil
+		c.lastRecv.Store(time.Now().UnixNano())
+		if typ == websocket.TextMessage {
+			if err := c.control(r); err != nil {
+				c.readErr = err
+				if err == io.EOF {
+					c.readEOF.Store(true)
+					go c.drain()
+				} else {
+					c.CloseWith(CloseProtocolError, err.Error())
+				}
+				return err
+			}
+			continue
 		}
+		c.msg = r
+		return nil
 	}
 }
 

@@ -12,8 +12,9 @@ import (
 )
 
 // bufSize is the copy buffer size: one binary message at most this big is
-// sent per read from a TCP socket.
-const bufSize = 32 << 10
+// sent per read from a TCP socket. Buffers come from a pool and are taken
+// only once data is readable, so an idle tunnel holds none.
+const bufSize = 64 << 10
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b }}
 
@@ -32,62 +33,84 @@ type Stats struct {
 //
 // io.EOF, net.ErrClosed and a normal close are clean ends, not errors. Pipe
 // always closes a and b, and returns only after both copies have stopped.
+// It copies one direction on the calling goroutine and starts one more.
 func Pipe(ctx context.Context, a, b net.Conn) (Stats, error) {
+	p := &pipe{a: a, b: b}
+	stop := context.AfterFunc(ctx, func() {
+		code, reason := CloseGoingAway, "tunnel closed"
+		var ce *CloseError
+		if errors.As(context.Cause(ctx), &ce) {
+			code, reason = ce.Code, ce.Reason
+		}
+		p.fail(context.Cause(ctx), code, reason)
+	})
+	defer stop()
 	type result struct {
-		aToB bool
-		n    int64
-		err  error
+		n   int64
+		err error
 	}
-	results := make(chan result, 2)
+	other := make(chan result, 1)
 	go func() {
 		n, err := copyHalf(b, a, "a -> b")
-		results <- result{aToB: true, n: n, err: err}
+		if err != nil {
+			p.fail(err, ClosePeerError, err.Error())
+		}
+		other <- result{n, err}
 	}()
-	go func() {
-		n, err := copyHalf(a, b, "b -> a")
-		results <- result{aToB: false, n: n, err: err}
-	}()
-
 	var st Stats
-	var firstErr error
-	closed := false
-	closeBoth := func(code int, reason string) {
-		if closed {
-			return
-		}
-		closed = true
-		closeConn(a, code, reason)
-		closeConn(b, code, reason)
+	var err error
+	st.BToA, err = copyHalf(a, b, "b -> a")
+	if err != nil {
+		p.fail(err, ClosePeerError, err.Error())
 	}
-	done := ctx.Done()
-	for pending := 2; pending > 0; {
-		select {
-		case r := <-results:
-			pending--
-			if r.aToB {
-				st.AToB = r.n
-			} else {
-				st.BToA = r.n
-			}
-			if r.err != nil && firstErr == nil {
-				firstErr = r.err
-				closeBoth(ClosePeerError, r.err.Error())
-			}
-		case <-done:
-			done = nil
-			code, reason := CloseGoingAway, "tunnel closed"
-			var ce *CloseError
-			if errors.As(context.Cause(ctx), &ce) {
-				code, reason = ce.Code, ce.Reason
-			}
-			if firstErr == nil {
-				firstErr = context.Cause(ctx)
-			}
-			closeBoth(code, reason)
-		}
+	r := <-other
+	st.AToB = r.n
+	p.closeBoth(CloseNormal, "")
+	return st, p.firstError()
+}
+
+// pipe holds the shared end state of a Pipe.
+type pipe struct {
+	a, b net.Conn
+
+	// mu guards first and closed.
+	mu     sync.Mutex
+	first  error
+	closed bool
+}
+
+// fail records the first error and closes both ends with code and reason.
+func (p *pipe) fail(err error, code int, reason string) {
+	p.mu.Lock()
+	if p.first == nil {
+		p.first = err
 	}
-	closeBoth(CloseNormal, "")
-	return st, firstErr
+	p.mu.Unlock()
+	p.closeBoth(code, reason)
+}
+
+func (p *pipe) closeBoth(code int, reason string) {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return
+	}
+	p.closed = true
+	p.mu.Unlock()
+	closeConn(p.a, code, reason)
+	closeConn(p.b, code, reason)
+}
+
+func (p *pipe) firstError() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.first
+}
+
+// ReadWaiter is implemented by conns that can wait until data (or an end)
+// is readable without a buffer, so a pump holds no buffer while idle.
+type ReadWaiter interface {
+	WaitReadable() error
 }
 
 // copyHalf copies src to dst until src ends, then passes the end on to dst
@@ -99,9 +122,7 @@ func copyHalf(dst, src net.Conn, dir string) (int64, error) {
 		// TCP to TCP (the launcher): let the kernel splice.
 		n, err = io.Copy(dst, src)
 	} else {
-		bp := bufPool.Get().(*[]byte)
-		n, err = copyBuffer(dst, src, *bp)
-		bufPool.Put(bp)
+		n, err = copyPooled(dst, src)
 	}
 	if err != nil {
 		if isCleanEnd(err) {
@@ -120,22 +141,29 @@ func copyHalf(dst, src net.Conn, dir string) (int64, error) {
 	return n, nil
 }
 
-// copyBuffer is io.CopyBuffer without the ReaderFrom/WriterTo detours,
-// which would allocate their own buffers for our types.
-func copyBuffer(dst io.Writer, src io.Reader, buf []byte) (int64, error) {
+// copyPooled copies with a pooled buffer that it holds only while data is
+// flowing: before each read it waits for readability without one (where
+// src can), and it gives the buffer back after each read and write.
+func copyPooled(dst io.Writer, src net.Conn) (int64, error) {
+	wait := waiterFor(src)
 	var written int64
 	for {
-		nr, rerr := src.Read(buf)
-		if nr > 0 {
-			nw, werr := dst.Write(buf[:nr])
-			written += int64(nw)
-			if werr != nil {
-				return written, fmt.Errorf("write: %w", werr)
-			}
-			if nw != nr {
-				return written, io.ErrShortWrite
+		if wait != nil {
+			if err := wait(); err != nil {
+				return written, fmt.Errorf("read: %w", err)
 			}
 		}
+		bp := bufPool.Get().(*[]byte)
+		nr, rerr := src.Read(*bp)
+		if nr > 0 {
+			nw, werr := dst.Write((*bp)[:nr])
+			written += int64(nw)
+			if werr != nil {
+				bufPool.Put(bp)
+				return written, fmt.Errorf("write: %w", werr)
+			}
+		}
+		bufPool.Put(bp)
 		if rerr == io.EOF {
 			return written, nil
 		}
@@ -143,6 +171,17 @@ func copyBuffer(dst io.Writer, src io.Reader, buf []byte) (int64, error) {
 			return written, fmt.Errorf("read: %w", rerr)
 		}
 	}
+}
+
+// waiterFor returns how to wait for src to be readable, or nil.
+func waiterFor(src net.Conn) func() error {
+	switch c := src.(type) {
+	case ReadWaiter:
+		return c.WaitReadable
+	case *net.TCPConn:
+		return tcpWaiter(c)
+	}
+	return nil
 }
 
 func isTCP(c net.Conn) bool {
@@ -192,6 +231,15 @@ func (c *countingConn) Write(p []byte) (int, error) {
 	n, err := c.Conn.Write(p)
 	c.written.Add(int64(n))
 	return n, err
+}
+
+// WaitReadable waits on the wrapped conn, so a counted conn still holds
+// no buffer while idle.
+func (c *countingConn) WaitReadable() error {
+	if w := waiterFor(c.Conn); w != nil {
+		return w()
+	}
+	return nil
 }
 
 func (c *countingConn) CloseWrite() error {
