@@ -163,6 +163,7 @@ func (s *Server) endSession(ctx context.Context, p *principal) error {
 	if err := s.st.RevokeSession(ctx, p.session, s.cfg.Now()); err != nil {
 		return internal(err)
 	}
+	s.cache.Invalidate()
 	s.audit.SignOut(ctx, p.user.Username, p.session)
 	s.closeLive(func(lc *liveConn) bool { return lc.session == p.session }, wire.CloseUnauthorized, "you signed out")
 	return nil
@@ -243,12 +244,19 @@ func (s *Server) myTunnel(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) lookupTunnel(r *http.Request, p *principal) (store.Tunnel, error) {
 	name := r.PathValue("context")
-	t, err := s.st.Tunnel(r.Context(), name)
-	if errors.Is(err, store.ErrNotFound) {
-		return t, &Error{Status: http.StatusNotFound, Msg: fmt.Sprintf("there is no tunnel %q", name), Err: err}
-	}
-	if err != nil {
-		return t, internal(err)
+	key := strings.ToLower(name)
+	t, ok := s.cache.tunnel(key)
+	if !ok {
+		gen := s.cache.gen.Load()
+		var err error
+		t, err = s.st.Tunnel(r.Context(), name)
+		if errors.Is(err, store.ErrNotFound) {
+			return t, &Error{Status: http.StatusNotFound, Msg: fmt.Sprintf("there is no tunnel %q", name), Err: err}
+		}
+		if err != nil {
+			return t, internal(err)
+		}
+		s.cache.putTunnel(key, t, gen)
 	}
 	if !s.allows(t, p.groups) {
 		return t, &Error{Status: http.StatusForbidden, Msg: fmt.Sprintf("%s may not use tunnel %q: it is for %s", p.user.Username, t.Context, t.UserGroups), Err: ErrAccessDenied}

@@ -60,6 +60,7 @@ type Server struct {
 	addrLimit *limiter // failed sign-ins per address
 
 	patterns patternCache
+	cache    *lookupCache
 	upgrader websocket.Upgrader
 	handler  http.Handler
 	pages    map[string]*template.Template
@@ -115,6 +116,7 @@ func New(ctx context.Context, cfg Config, st store.Store) (*Server, error) {
 	if s.audit == nil {
 		s.audit = &storeAudit{st: st, log: s.log, now: cfg.Now, failed: s.metrics.auditFailures.Inc}
 	}
+	s.cache = newLookupCache(cfg.Now)
 	s.userLimit = newLimiter(5, cfg.Now)
 	s.addrLimit = newLimiter(30, cfg.Now)
 	if err := s.bootstrap(ctx); err != nil {
@@ -393,6 +395,20 @@ func (s *Server) authenticate(r *http.Request) (*principal, error) {
 }
 
 func (s *Server) checkTicket(ctx context.Context, tok string) (*principal, error) {
+	if p, ok := s.cache.principal(tok); ok {
+		return p, nil
+	}
+	gen := s.cache.gen.Load()
+	p, err := s.verifyTicket(ctx, tok)
+	if err == nil {
+		s.cache.putPrincipal(tok, p, gen)
+	}
+	return p, err
+}
+
+// verifyTicket checks a ticket against the store: signature and expiry,
+// then the session, then the user.
+func (s *Server) verifyTicket(ctx context.Context, tok string) (*principal, error) {
 	now := s.cfg.Now()
 	claims, err := s.signer.Verify(tok, now)
 	if errors.Is(err, ticket.ErrExpired) {
@@ -523,6 +539,7 @@ func (s *Server) liveSnapshot(keep func(*liveConn) bool) []*liveConn {
 // closeLive ends the live connections matching keep, telling each client
 // why. It returns how many it ended.
 func (s *Server) closeLive(keep func(*liveConn) bool, code int, reason string) int {
+	s.cache.Invalidate()
 	conns := s.liveSnapshot(keep)
 	for _, lc := range conns {
 		s.log.Info("closing tunnel connection", "conn", lc.id, "user", lc.user, "context", lc.context, "reason", reason)
@@ -534,6 +551,9 @@ func (s *Server) closeLive(keep func(*liveConn) bool, code int, reason string) i
 // recheckLive re-evaluates live connections against the current store and
 // ends those whose user may no longer use their tunnel.
 func (s *Server) recheckLive(ctx context.Context, keep func(*liveConn) bool) {
+	if keep != nil {
+		s.cache.Invalidate() // a change made here: forget what was cached
+	}
 	users := map[string]*store.User{}
 	tunnels := map[string]*store.Tunnel{}
 	sessions := map[string]bool{} // id -> still valid

@@ -19,7 +19,7 @@ import (
 
 // wsPair returns the two ends of a real WebSocket connection over loopback.
 // The server end agrees to Subprotocol when the client asks for it.
-func wsPair(t *testing.T, clientOpts, serverOpts Options) (client, server *websocket.Conn) {
+func wsPair(t testing.TB, clientOpts, serverOpts Options) (client, server *websocket.Conn) {
 	t.Helper()
 	got := make(chan *websocket.Conn, 1)
 	up := websocket.Upgrader{Subprotocols: []string{Subprotocol}}
@@ -44,7 +44,7 @@ func wsPair(t *testing.T, clientOpts, serverOpts Options) (client, server *webso
 	return cws, <-got
 }
 
-func connPair(t *testing.T, opts Options) (client, server *Conn) {
+func connPair(t testing.TB, opts Options) (client, server *Conn) {
 	c, s := wsPair(t, opts, opts)
 	opts.HalfClose = true
 	client, server = NewConn(c, opts), NewConn(s, opts)
@@ -53,7 +53,7 @@ func connPair(t *testing.T, opts Options) (client, server *Conn) {
 }
 
 // tcpPair returns two ends of a real loopback TCP connection.
-func tcpPair(t *testing.T) (a, b *net.TCPConn) {
+func tcpPair(t testing.TB) (a, b *net.TCPConn) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -91,7 +91,7 @@ type pipeResult struct {
 	err error
 }
 
-func newTunnel(t *testing.T, ctx context.Context, opts Options) *tunnelFixture {
+func newTunnel(t testing.TB, ctx context.Context, opts Options) *tunnelFixture {
 	t.Helper()
 	appFar, appNear := tcpPair(t)
 	targetNear, targetFar := tcpPair(t)

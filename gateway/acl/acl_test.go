@@ -242,3 +242,17 @@ func FuzzParseSocketAddress(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkAllows(b *testing.B) {
+	ps, err := ParsePatterns("AppPublishers@MyEnv;AppUsers@AnotherEnv;admins@.*;.*@Prod")
+	if err != nil {
+		b.Fatal(err)
+	}
+	groups := []Group{{"staff", "Dev"}, {"AppUsers", "AnotherEnv"}}
+	b.ReportAllocs()
+	for b.Loop() {
+		if !ps.Allows(groups) {
+			b.Fatal("not allowed")
+		}
+	}
+}

@@ -17,6 +17,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/binary"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -115,6 +116,7 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 	add := func(rs ...Result) { out = append(out, rs...) }
 	add(e.throughput(ctx)...)
 	add(e.roundTrip(ctx))
+	add(e.socatReference(ctx)...)
 	add(e.setupTime(ctx))
 	add(e.idle(ctx)...)
 	if cfg.Postgres != "" {
@@ -732,5 +734,81 @@ func Table(w io.Writer, rs []Result) {
 			met = "yes"
 		}
 		fmt.Fprintf(w, "| %s | %s | %.4g %s | %s | %s | %s | %s |\n", r.Name, direct, r.Tunnel, r.Unit, ratio, r.Target, met, r.Comment)
+	}
+}
+
+// socatReference measures two chained socat relays (separate processes, no
+// WebSocket: the same two hops as client and gateway), the practical limit
+// of a two-hop relay on this machine, when socat is installed.
+func (e *env) socatReference(ctx context.Context) []Result {
+	if _, err := exec.LookPath("socat"); err != nil {
+		return []Result{{Name: "two socat relays (reference)", Comment: "socat is not installed", Pass: true}}
+	}
+	chain := func(target string) (string, error) {
+		free := func() (int, error) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				return 0, err
+			}
+			defer ln.Close()
+			return ln.Addr().(*net.TCPAddr).Port, nil
+		}
+		p1, err := free()
+		if err != nil {
+			return "", err
+		}
+		p2, err := free()
+		if err != nil {
+			return "", err
+		}
+		hop := func(listen int, to string) error {
+			cmd := exec.Command("socat", fmt.Sprintf("TCP-LISTEN:%d,bind=127.0.0.1,fork,reuseaddr,nodelay", listen), "TCP:"+to+",nodelay")
+			if err := cmd.Start(); err != nil {
+				return err
+			}
+			e.stop = append(e.stop, func() { cmd.Process.Kill(); cmd.Wait() })
+			addr := fmt.Sprintf("127.0.0.1:%d", listen)
+			for i := 0; i < 200; i++ {
+				if c, err := net.Dial("tcp", addr); err == nil {
+					c.Close()
+					return nil
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			return fmt.Errorf("socat on %s did not start", addr)
+		}
+		if err := hop(p2, target); err != nil {
+			return "", err
+		}
+		if err := hop(p1, fmt.Sprintf("127.0.0.1:%d", p2)); err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("127.0.0.1:%d", p1), nil
+	}
+	echo, err1 := chain(e.echo)
+	sink, err2 := chain(e.sink)
+	if err := errors.Join(err1, err2); err != nil {
+		return []Result{{Name: "two socat relays (reference)", Comment: err.Error(), Pass: true}}
+	}
+	var direct, via, dRTT, vRTT []float64
+	for r := 0; r < e.cfg.Rounds; r++ {
+		if d, err := up(e.sink, e.cfg.Bytes); err == nil {
+			direct = append(direct, d)
+		}
+		if v, err := up(sink, e.cfg.Bytes); err == nil {
+			via = append(via, v)
+		}
+		if d, err := rtts(e.echo, e.cfg.RoundTrips); err == nil {
+			dRTT = append(dRTT, median(d))
+		}
+		if v, err := rtts(echo, e.cfg.RoundTrips); err == nil {
+			vRTT = append(vRTT, median(v))
+		}
+	}
+	md, mv := median(direct)/(1<<20), median(via)/(1<<20)
+	rd, rv := median(dRTT), median(vRTT)
+	return []Result{
+		{Name: "reference: two socat relays, throughput up", Direct: md, Tunnel: mv, Unit: "MiB/s", Ratio: mv / md, Target: "(reference)", Pass: true, Comment: "no WebSocket; the same two process hops"},
+		{Name: "reference: two socat relays, 64 B round trip p50", Direct: rd, Tunnel: rv, Unit: "µs", Ratio: rv / rd, Target: "(reference)", Pass: true, Comment: "the floor for two process hops here"},
 	}
 }
