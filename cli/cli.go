@@ -4,6 +4,8 @@
 package cli
 
 import (
+	"github.com/porthole/porthole/internal/version"
+
 	"bufio"
 	"context"
 	"errors"
@@ -74,6 +76,10 @@ func Run(ctx context.Context, args []string, env Env) error {
 	if len(args) == 0 {
 		fmt.Fprint(env.Stderr, usage)
 		return fmt.Errorf("%w: name a command", ErrUsage)
+	}
+	if version.IsFlag(args[0]) {
+		fmt.Fprintln(env.Stdout, version.String("porthole"))
+		return nil
 	}
 	c := &command{env: env}
 	switch args[0] {

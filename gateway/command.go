@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"github.com/porthole/porthole/internal/version"
+
 	"bufio"
 	"context"
 	"errors"
@@ -50,6 +52,10 @@ func Run(ctx context.Context, args []string, io IO) error {
 		return fmt.Errorf("%w: name a command", ErrUsage)
 	}
 	cmd, rest := args[0], args[1:]
+	if version.IsFlag(cmd) {
+		fmt.Fprintln(io.Stdout, version.String("porthole-gateway"))
+		return nil
+	}
 	switch cmd {
 	case "serve":
 		return runServe(ctx, rest, io)

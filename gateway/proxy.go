@@ -97,7 +97,10 @@ func (s *Server) serveProxy(w http.ResponseWriter, r *http.Request) {
 		s.log.Info("websocket upgrade failed", "context", t.Context, "user", p.user.Username, "err", err)
 		return
 	}
-	s.carry(p, t, rec, ws, target)
+	// Carry the stream on a fresh goroutine and let this one (whose stack
+	// grew while serving HTTP, checking the ticket and dialling) end: an
+	// idle tunnel then costs two small goroutines.
+	go s.carry(p, t, rec, ws, target)
 }
 
 // dialTarget connects to a tunnel's target within the dial timeout.

@@ -1,6 +1,8 @@
 package launcher
 
 import (
+	"github.com/porthole/porthole/internal/version"
+
 	"context"
 	"errors"
 	"flag"
@@ -36,6 +38,10 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return fmt.Errorf("%w: name a command", ErrUsage)
+	}
+	if version.IsFlag(args[0]) {
+		fmt.Fprintln(stdout, version.String("porthole-launcher"))
+		return nil
 	}
 	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
 	fs.SetOutput(stderr)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/porthole/porthole/internal/bench"
@@ -19,7 +20,14 @@ func main() {
 	flag.IntVar(&cfg.Rounds, "rounds", 8, "rounds per metric")
 	flag.Int64Var(&cfg.Bytes, "bytes", 256<<20, "bytes per throughput round")
 	flag.IntVar(&cfg.IdleTunnels, "tunnels", 10000, "tunnels held open at once")
+	only := flag.String("only", "", "comma-separated groups to measure: throughput,rtt,socat,setup,idle,db (default all)")
 	flag.Parse()
+	if *only != "" {
+		cfg.Only = map[string]bool{}
+		for _, g := range strings.Split(*only, ",") {
+			cfg.Only[strings.TrimSpace(g)] = true
+		}
+	}
 	cfg.Postgres, cfg.MySQL = os.Getenv("PORTHOLE_TEST_POSTGRES"), os.Getenv("PORTHOLE_TEST_MYSQL")
 	cfg.DBUser, cfg.DBPassword, cfg.DBName = os.Getenv("PORTHOLE_TEST_DB_USER"), os.Getenv("PORTHOLE_TEST_DB_PASSWORD"), os.Getenv("PORTHOLE_TEST_DB_NAME")
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

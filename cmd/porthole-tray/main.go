@@ -13,9 +13,14 @@ import (
 	fyneapp "fyne.io/fyne/v2/app"
 
 	"github.com/porthole/porthole/app"
+	"github.com/porthole/porthole/internal/version"
 )
 
 func main() {
+	if len(os.Args) > 1 && version.IsFlag(os.Args[1]) {
+		fmt.Println(version.String("porthole-tray"))
+		return
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	go func() {

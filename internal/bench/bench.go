@@ -38,12 +38,15 @@ import (
 
 // Config says what to measure. Zero fields mean the defaults.
 type Config struct {
-	BinDir      string // porthole and porthole-gateway binaries (required)
-	Rounds      int    // rounds per metric, alternating direct and tunnel; 0 means 8
-	Bytes       int64  // bytes per throughput round; 0 means 256 MiB
-	RoundTrips  int    // 64-byte round trips per round; 0 means 2000
-	Setups      int    // connection setups per round; 0 means 200
-	IdleTunnels int    // tunnels held at once; 0 means 10000
+	BinDir string // porthole and porthole-gateway binaries (required)
+	// Only, when set, names the groups to measure: throughput, rtt,
+	// socat, setup, idle, db.
+	Only        map[string]bool
+	Rounds      int   // rounds per metric, alternating direct and tunnel; 0 means 8
+	Bytes       int64 // bytes per throughput round; 0 means 256 MiB
+	RoundTrips  int   // 64-byte round trips per round; 0 means 2000
+	Setups      int   // connection setups per round; 0 means 200
+	IdleTunnels int   // tunnels held at once; 0 means 10000
 	// Postgres and MySQL are host:port of servers for pgbench and
 	// mysqlslap ("" skips them), with DBUser, DBPassword and DBName.
 	Postgres, MySQL, DBUser, DBPassword, DBName string
@@ -114,15 +117,26 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 	}
 	var out []Result
 	add := func(rs ...Result) { out = append(out, rs...) }
-	add(e.throughput(ctx)...)
-	add(e.roundTrip(ctx))
-	add(e.socatReference(ctx)...)
-	add(e.setupTime(ctx))
-	add(e.idle(ctx)...)
-	if cfg.Postgres != "" {
+	want := func(g string) bool { return len(cfg.Only) == 0 || cfg.Only[g] }
+	if want("throughput") {
+		add(e.throughput(ctx)...)
+	}
+	if want("rtt") {
+		add(e.roundTrip(ctx))
+	}
+	if want("socat") {
+		add(e.socatReference(ctx)...)
+	}
+	if want("setup") {
+		add(e.setupTime(ctx))
+	}
+	if want("idle") {
+		add(e.idle(ctx)...)
+	}
+	if want("db") && cfg.Postgres != "" {
 		add(e.pgbench(ctx))
 	}
-	if cfg.MySQL != "" {
+	if want("db") && cfg.MySQL != "" {
 		add(e.mysqlslap(ctx))
 	}
 	return out, nil
