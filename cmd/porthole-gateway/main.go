@@ -1,5 +1,6 @@
 // Command porthole-gateway runs the Porthole gateway and its offline
-// administration commands.
+// administration commands. On Windows it also runs as the service
+// PortholeGateway; a service stop cancels the same context as Ctrl-C.
 package main
 
 import (
@@ -7,16 +8,15 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/porthole/porthole/gateway"
+	"github.com/porthole/porthole/internal/winsvc"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	err := gateway.Run(ctx, os.Args[1:], gateway.IO{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr})
+	err := winsvc.Run("PortholeGateway", func(ctx context.Context) error {
+		return gateway.Run(ctx, os.Args[1:], gateway.IO{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr})
+	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "porthole-gateway:", err)
 		if errors.Is(err, gateway.ErrUsage) {

@@ -1,5 +1,6 @@
 // Command porthole-launcher starts the right program for each connection,
-// by the path it asks for and the rule files it is given.
+// by the path it asks for and the rule files it is given. On Windows it
+// also runs as the service PortholeLauncher.
 package main
 
 import (
@@ -7,16 +8,16 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
 
+	"github.com/porthole/porthole/internal/winsvc"
 	"github.com/porthole/porthole/launcher"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := launcher.Run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+	err := winsvc.Run("PortholeLauncher", func(ctx context.Context) error {
+		return launcher.Run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	})
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "porthole-launcher:", err)
 		if errors.Is(err, launcher.ErrUsage) {
 			os.Exit(2)
