@@ -1,5 +1,5 @@
 # Porthole's everyday commands. `make test` is what CI runs.
-.PHONY: test bench run
+.PHONY: test bench run package
 
 test:
 	scripts/test
@@ -9,3 +9,6 @@ bench:
 
 run:
 	go run ./cmd/porthole-gateway serve
+
+package:
+	scripts/package

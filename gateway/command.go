@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"os/user"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 
@@ -130,9 +131,15 @@ func runServe(ctx context.Context, args []string, io IO) error {
 	var cf commonFlags
 	fs := newFlagSet("serve", io, &cf)
 	fs.StringVar(&cf.listen, "listen", "", "address to listen on (default :8080)")
+	create := fs.Bool("create-config", false, "write a default --config file first if there is none (services do)")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
+	}
+	if *create {
+		if err := createDefault(cf.config, "{\n  \"listen\": \":8080\"\n}\n"); err != nil {
+			return err
+		}
 	}
 	if len(pos) > 0 {
 		return fmt.Errorf("%w: serve takes no arguments, got %q", ErrUsage, pos)
@@ -391,3 +398,27 @@ type multiFlag []string
 
 func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
 func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
+
+// createDefault writes content to path unless a file is already there; it
+// never overwrites what an administrator wrote.
+func createDefault(path, content string) error {
+	if path == "" {
+		return fmt.Errorf("%w: --create-config needs --config FILE", ErrUsage)
+	}
+	if _, err := os.Stat(path); err == nil {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return fmt.Errorf("create config: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
+	if err != nil {
+		if os.IsExist(err) {
+			return nil
+		}
+		return fmt.Errorf("create config: %w", err)
+	}
+	defer f.Close()
+	_, err = f.WriteString(content)
+	return err
+}

@@ -144,3 +144,21 @@ func TestConfigErrors(t *testing.T) {
 		t.Fatalf("bad flag: %v", err)
 	}
 }
+
+func TestCreateConfigNeverOverwrites(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "sub", "gateway.json")
+	if err := createDefault(p, `{"listen": ":8080"}`); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(p); string(b) != `{"listen": ":8080"}` {
+		t.Fatalf("default: %s", b)
+	}
+	os.WriteFile(p, []byte(`{"listen": ":9443"}`), 0o640)
+	if err := createDefault(p, `{"listen": ":8080"}`); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(p); string(b) != `{"listen": ":9443"}` {
+		t.Fatalf("an administrator's config was overwritten: %s", b)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"sort"
 	"strings"
 	"syscall"
@@ -46,6 +47,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", "", "JSON configuration file")
+	create := fs.Bool("create-config", false, "write a default --config file (and rules folder) first if there is none (services do)")
 	var pos []string
 	rest := args[1:]
 	for {
@@ -65,6 +67,11 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "serve":
 		if len(pos) > 0 {
 			return fmt.Errorf("%w: serve takes no arguments", ErrUsage)
+		}
+		if *create {
+			if err := createDefault(*cfgPath); err != nil {
+				return err
+			}
 		}
 		cfg, err := LoadConfig(*cfgPath)
 		if err != nil {
@@ -171,4 +178,26 @@ func check(cfg Config, paths []string, out io.Writer) error {
 		return fmt.Errorf("%w: %d", ErrRules, len(errs))
 	}
 	return nil
+}
+
+// createDefault writes a default config and an empty rules folder beside
+// it unless a config is already there; it never overwrites one.
+func createDefault(path string) error {
+	if _, err := os.Stat(path); err == nil {
+		return nil
+	}
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(filepath.Join(dir, "rules"), 0o750); err != nil {
+		return fmt.Errorf("create config: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
+	if err != nil {
+		if os.IsExist(err) {
+			return nil
+		}
+		return fmt.Errorf("create config: %w", err)
+	}
+	defer f.Close()
+	_, err = f.WriteString("{\n  \"listen\": \"127.0.0.1:19340\",\n  \"rulesDir\": \"rules\",\n  \"imageFolder\": \"images\"\n}\n")
+	return err
 }

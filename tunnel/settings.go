@@ -54,11 +54,20 @@ var knownSettings = map[string]bool{"gateway": true, "user": true, "ca": true, "
 // copy of the broken file.
 var ErrBrokenSettings = errors.New("settings file is broken")
 
-// LoadSettings reads the settings at path. A missing file gives empty
-// settings and no error. A broken one gives empty settings and an error
+// LoadSettings reads the settings at path, with the machine-wide gateway
+// IT may have set (see machineGateway) when the user's file names none. A
+// missing file gives those defaults and no error. A broken one gives empty settings and an error
 // wrapping ErrBrokenSettings that says what is wrong, so the caller can
 // tell the user and carry on.
 func LoadSettings(path string) (Settings, error) {
+	s, err := loadUserSettings(path)
+	if s.Gateway == "" {
+		s.Gateway = machineGateway()
+	}
+	return s, err
+}
+
+func loadUserSettings(path string) (Settings, error) {
 	var s Settings
 	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
