@@ -343,19 +343,9 @@ type EnvironmentInfo struct {
 }
 
 func (s *Server) listEnvironments(w http.ResponseWriter, r *http.Request, p *principal) error {
-	d, err := s.directory(r.Context())
+	out, err := s.environmentInfos(r.Context())
 	if err != nil {
 		return err
-	}
-	out := []EnvironmentInfo{}
-	for _, e := range d.envs {
-		n := 0
-		for _, g := range d.groups {
-			if strings.EqualFold(g.Environment, e.Name) {
-				n++
-			}
-		}
-		out = append(out, EnvironmentInfo{Name: e.Name, Groups: n, CreatedAt: e.CreatedAt})
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
@@ -392,25 +382,9 @@ type GroupInfo struct {
 }
 
 func (s *Server) listGroups(w http.ResponseWriter, r *http.Request, p *principal) error {
-	gs, err := s.st.Groups(r.Context())
+	out, err := s.groupInfos(r.Context())
 	if err != nil {
-		return internal(err)
-	}
-	users, err := s.st.Users(r.Context())
-	if err != nil {
-		return internal(err)
-	}
-	out := []GroupInfo{}
-	for _, g := range gs {
-		n := 0
-		for _, u := range users {
-			for _, m := range u.Groups {
-				if strings.EqualFold(m.Name, g.Name) && strings.EqualFold(m.Environment, g.Environment) {
-					n++
-				}
-			}
-		}
-		out = append(out, GroupInfo{Name: g.Name, Environment: g.Environment, Members: n, CreatedAt: g.CreatedAt})
+		return err
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil

@@ -204,6 +204,15 @@ func portalError(err error) (map[string]string, string) {
 	return nil, "Something went wrong on the gateway; see its log."
 }
 
+// statusOf is the HTTP status an operation's error carries, or def.
+func statusOf(err error, def int) int {
+	var he *Error
+	if errors.As(err, &he) {
+		return he.Status
+	}
+	return def
+}
+
 func upperFirst(s string) string {
 	if s == "" {
 		return s
@@ -290,13 +299,10 @@ func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) {
 	d := loginData{Username: r.PostForm.Get("username"), Next: safeNext(r.PostForm.Get("next"))}
 	resp, err := s.signIn(r.Context(), d.Username, r.PostForm.Get("password"), clientAddr(r))
 	if err != nil {
+		status := statusOf(err, http.StatusUnauthorized)
 		var he *Error
-		status := http.StatusUnauthorized
-		if errors.As(err, &he) {
-			status = he.Status
-			if he.RetryAfter > 0 {
-				w.Header().Set("Retry-After", strconv.Itoa(int(he.RetryAfter/time.Second)))
-			}
+		if errors.As(err, &he) && he.RetryAfter > 0 {
+			w.Header().Set("Retry-After", strconv.Itoa(int(he.RetryAfter/time.Second)))
 		}
 		_, d.Error = portalError(err)
 		if he != nil && he.Fields != nil {
@@ -486,11 +492,7 @@ func (s *Server) tunnelFormSubmit(w http.ResponseWriter, r *http.Request, p *pri
 			SocketAddress: &f.Spec.SocketAddress, UserGroups: &f.Spec.UserGroups, LocalPort: &f.Spec.LocalPort, Description: &f.Spec.Description})
 	}
 	if err != nil {
-		var he *Error
-		status := http.StatusBadRequest
-		if errors.As(err, &he) {
-			status = he.Status
-		}
+		status := statusOf(err, http.StatusBadRequest)
 		f.Fields, f.Error = portalError(err)
 		s.renderTunnelForm(w, r, pg, status, f)
 		return
@@ -647,11 +649,7 @@ func (s *Server) deleteSubmit(what string) portalHandler {
 		}
 		d := s.deleteQuestion(r, what)
 		if err != nil {
-			var he *Error
-			status := http.StatusConflict
-			if errors.As(err, &he) {
-				status = he.Status
-			}
+			status := statusOf(err, http.StatusConflict)
 			_, d.Error = portalError(err)
 			pg.Title, pg.Nav, pg.Data = d.Question, navOf(what), d
 			s.render(w, r, status, "confirm", pg)
@@ -746,11 +744,7 @@ func (s *Server) userFormSubmit(w http.ResponseWriter, r *http.Request, p *princ
 		_, err = s.UpdateUser(r.Context(), p.user.Username, f.Editing, patch)
 	}
 	if err != nil {
-		var he *Error
-		status := http.StatusBadRequest
-		if errors.As(err, &he) {
-			status = he.Status
-		}
+		status := statusOf(err, http.StatusBadRequest)
 		f.Fields, f.Error = portalError(err)
 		s.renderUserForm(w, r, pg, status, f)
 		return
@@ -768,11 +762,7 @@ func (s *Server) groupsPage(w http.ResponseWriter, r *http.Request, p *principal
 	if r.Method == http.MethodPost {
 		name, env := strings.TrimSpace(r.PostForm.Get("name")), r.PostForm.Get("environment")
 		if err := s.CreateGroup(r.Context(), p.user.Username, name, env); err != nil {
-			var he *Error
-			status = http.StatusBadRequest
-			if errors.As(err, &he) {
-				status = he.Status
-			}
+			status = statusOf(err, http.StatusBadRequest)
 			fields, msg := portalError(err)
 			if fields != nil {
 				data["Fields"] = fields
@@ -848,11 +838,7 @@ func (s *Server) environmentsPage(w http.ResponseWriter, r *http.Request, p *pri
 	if r.Method == http.MethodPost {
 		name := strings.TrimSpace(r.PostForm.Get("name"))
 		if err := s.CreateEnvironment(r.Context(), p.user.Username, name); err != nil {
-			var he *Error
-			status = http.StatusBadRequest
-			if errors.As(err, &he) {
-				status = he.Status
-			}
+			status = statusOf(err, http.StatusBadRequest)
 			fields, msg := portalError(err)
 			if fields != nil {
 				data["Fields"] = fields
