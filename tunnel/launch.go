@@ -37,11 +37,15 @@ func LaunchHandshake(c net.Conn, path string, timeout time.Duration) error {
 	var line []byte
 	b := make([]byte, 1)
 	for len(line) <= 4096 {
-		if _, err := c.Read(b); err != nil {
+		n, err := c.Read(b)
+		if err != nil {
 			if len(line) == 0 {
 				return fmt.Errorf("the launcher closed the connection without an answer: %w", err)
 			}
 			return fmt.Errorf("read the launcher's answer: %w", err)
+		}
+		if n == 0 {
+			continue // a message boundary on a tunnel stream
 		}
 		if b[0] == '\n' {
 			ans := strings.TrimSuffix(string(line), "\r")
