@@ -184,7 +184,7 @@ func NewClient(rawURL string, opts ClientOptions) (*Client, error) {
 			// A client masks and frames through this buffer: one the size
 			// of the pump's reads sends each read as one frame. It is
 			// pooled, so idle tunnels hold none.
-			WriteBufferSize: 64 << 10,
+			WriteBufferSize: 128 << 10,
 			WriteBufferPool: &sync.Pool{},
 		},
 		opts: opts,

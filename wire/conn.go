@@ -247,7 +247,7 @@ func (c *Conn) mapErr(err error) error {
 
 // maxWriteMessage is the largest binary message Write sends; longer
 // writes are split.
-const maxWriteMessage = 64 << 10
+const maxWriteMessage = 128 << 10
 
 // Write sends p as binary messages of at most maxWriteMessage bytes.
 func (c *Conn) Write(p []byte) (int, error) {

@@ -14,7 +14,7 @@ import (
 // bufSize is the copy buffer size: one binary message at most this big is
 // sent per read from a TCP socket. Buffers come from a pool and are taken
 // only once data is readable, so an idle tunnel holds none.
-const bufSize = 64 << 10
+const bufSize = 128 << 10
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b }}
 
