@@ -34,6 +34,7 @@ type harness struct {
 	settings string
 	tickets  *tunnel.FileStore
 	auto     *fakeAutostart
+	notes    chan string // notifications the backend raised: "title: body"
 }
 
 type fakeAutostart struct{ on bool }
@@ -44,13 +45,14 @@ func (f *fakeAutostart) Set(on bool) error { f.on = on; return nil }
 func newHarness(t *testing.T, gw *gwtest.Gateway, dir string) *harness {
 	t.Helper()
 	h := &harness{t: t, app: test.NewTempApp(t), gw: gw, q: make(chan func(), 1024), quit: make(chan struct{}),
-		settings: filepath.Join(dir, "settings.json"), tickets: &tunnel.FileStore{Path: filepath.Join(dir, "tickets.json")}, auto: &fakeAutostart{}}
+		settings: filepath.Join(dir, "settings.json"), tickets: &tunnel.FileStore{Path: filepath.Join(dir, "tickets.json")}, auto: &fakeAutostart{},
+		notes: make(chan string, 16)}
 	log := slog.New(slog.DiscardHandler)
 	var ui *UI
 	svc, err := tunnel.NewService(tunnel.ServiceConfig{
 		SettingsPath: h.settings, Tickets: h.tickets, Logger: log, ProbePeriod: 100 * time.Millisecond,
 		OnChange:       func() { h.q <- func() { ui.tunnels.update(); ui.refreshTray() } },
-		OnNotify:       func(title, body string) {},
+		OnNotify:       func(title, body string) { h.notes <- title + ": " + body },
 		OnSignInNeeded: func(err error) { h.q <- func() { ui.showSignIn("Your session has ended; sign in again.") } },
 	})
 	if err != nil {
@@ -381,3 +383,55 @@ func TestBackendIsService(t *testing.T) {
 	cancel()
 	_ = ctx
 }
+
+// TestFailureNotifications: the user is told when a tunnel's target is
+// down and when their access was removed, not left with a silent close.
+func TestFailureNotifications(t *testing.T) {
+	gw, dir := setup(t)
+	h := newHarness(t, gw, dir)
+	h.ui.Start()
+	h.signIn(gw.URL, "admin", gwtest.AdminPassword)
+	h.pump("the tunnel list", h.onTunnels)
+	r := h.row("echo")
+	test.Tap(r.toggle)
+	h.pump("open", func() bool { return r.view.State == tunnel.Open })
+	expect := func(want string, act func()) {
+		t.Helper()
+		act()
+		var got string
+		h.pump("a notification with "+want, func() bool {
+			select {
+			case got = <-h.notes:
+				return strings.Contains(got, want)
+			default:
+				return false
+			}
+		})
+	}
+	dial := func() {
+		c, err := net.Dial("tcp", r.view.Addr)
+		if err == nil {
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			io.ReadAll(c)
+			c.Close()
+		}
+	}
+	// The target goes away.
+	if _, err := gw.UpdateTunnel(t.Context(), "test", "echo", gateway.TunnelPatch{SocketAddress: ptr("127.0.0.1:1")}); err != nil {
+		t.Fatal(err)
+	}
+	expect("echo is down", dial)
+	// Access is taken away.
+	if _, err := gw.UpdateTunnel(t.Context(), "test", "echo", gateway.TunnelPatch{UserGroups: ptr("nobody@ROOT")}); err == nil {
+		t.Fatal("a pattern naming a missing group was accepted")
+	}
+	if err := gw.CreateGroup(t.Context(), "test", "nobody", "ROOT"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := gw.UpdateTunnel(t.Context(), "test", "echo", gateway.TunnelPatch{UserGroups: ptr("nobody@ROOT")}); err != nil {
+		t.Fatal(err)
+	}
+	expect("Access to echo was removed", dial)
+}
+
+func ptr[T any](v T) *T { return &v }
