@@ -23,6 +23,7 @@ import (
 	"log/slog"
 	"math/big"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -573,9 +574,34 @@ func (e *env) setupTime(ctx context.Context) Result {
 
 // idle holds IdleTunnels tunnels open at once and reads the gateway's
 // memory growth per tunnel.
+// goMemory reads the gateway's Go stack and heap in use from /metrics.
+func (e *env) goMemory() (stack, heap float64) {
+	resp, err := http.Get(e.client.Gateway() + "/metrics")
+	if err != nil {
+		return 0, 0
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) != 2 {
+			continue
+		}
+		v, _ := strconv.ParseFloat(f[1], 64)
+		switch f[0] {
+		case "go_memstats_stack_inuse_bytes":
+			stack = v
+		case "go_memstats_heap_inuse_bytes":
+			heap = v
+		}
+	}
+	return stack, heap
+}
+
 func (e *env) idle(ctx context.Context) []Result {
 	pid := e.plain.cmd.Process.Pid
 	rss0, _ := rssBytes(pid)
+	stack0, heap0 := e.goMemory()
 	n := e.cfg.IdleTunnels
 	conns := make([]net.Conn, 0, n)
 	errs := 0
@@ -621,6 +647,7 @@ func (e *env) idle(ctx context.Context) []Result {
 	}
 	time.Sleep(2 * time.Second) // let the gateway settle (GC) before reading its RSS
 	rss1, _ := rssBytes(pid)
+	stack1, heap1 := e.goMemory()
 	held := len(conns)
 	for _, c := range conns {
 		c.Close()
@@ -630,6 +657,10 @@ func (e *env) idle(ctx context.Context) []Result {
 		perTunnel = float64(rss1-rss0) / float64(held) / 1024
 	}
 	comment := fmt.Sprintf("RSS %d MiB -> %d MiB", rss0>>20, rss1>>20)
+	if held > 0 {
+		comment += fmt.Sprintf("; per tunnel: goroutine stacks %.1f KiB, heap in use %.1f KiB",
+			(stack1-stack0)/float64(held)/1024, (heap1-heap0)/float64(held)/1024)
+	}
 	if firstErr != nil {
 		comment += "; first error: " + firstErr.Error()
 	}
