@@ -30,9 +30,17 @@ func desktopTools(t *testing.T) {
 	}
 }
 
-// buildTray builds porthole-tray with cgo (Fyne's desktop driver).
+// buildTray returns the porthole-tray binary: the packaged one when
+// scripts/package has just built dist/ (the artifact users get, and no
+// second cgo build of Fyne), otherwise one built here with cgo.
 func buildTray(t *testing.T) string {
 	t.Helper()
+	if packaged, err := filepath.Abs(filepath.Join("..", "dist", "build", "linux", "porthole-tray")); err == nil {
+		if _, err := os.Stat(packaged); err == nil {
+			t.Logf("using the packaged %s", packaged)
+			return packaged
+		}
+	}
 	out := filepath.Join(binaries(t), "porthole-tray")
 	if _, err := os.Stat(out); err == nil {
 		return out
