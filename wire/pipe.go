@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+
+	"github.com/gorilla/websocket"
 )
 
 // bufSize is the copy buffer size: one binary message at most this big is
@@ -79,14 +81,24 @@ type pipe struct {
 	closed bool
 }
 
-// fail records the first error and closes both ends with code and reason.
+// fail records the error that says why the pipe ended and closes both
+// ends with code and reason. An error that only follows from the other
+// side having closed (a write after our close frame went out) gives way to
+// the cause when it arrives, so the log and the audit say, for example,
+// "message larger than ..." rather than "close sent".
 func (p *pipe) fail(err error, code int, reason string) {
 	p.mu.Lock()
-	if p.first == nil {
+	if p.first == nil || (consequential(p.first) && !consequential(err)) {
 		p.first = err
 	}
 	p.mu.Unlock()
 	p.closeBoth(code, reason)
+}
+
+// consequential reports whether err only follows from the stream having
+// been closed already.
+func consequential(err error) bool {
+	return errors.Is(err, websocket.ErrCloseSent) || errors.Is(err, net.ErrClosed)
 }
 
 func (p *pipe) closeBoth(code int, reason string) {

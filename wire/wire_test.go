@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -372,3 +373,22 @@ func TestPlainPeerWithoutHalfClose(t *testing.T) {
 		t.Fatal("write after full close succeeded")
 	}
 }
+
+func TestPipeKeepsTheCause(t *testing.T) {
+	p := &pipe{a: nopConn{}, b: nopConn{}}
+	p.fail(fmt.Errorf("b -> a: write: %w", websocket.ErrCloseSent), ClosePeerError, "x")
+	cause := fmt.Errorf("a -> b: read: %w: message larger than 1048576 bytes", ErrProtocol)
+	p.fail(cause, ClosePeerError, "x")
+	if p.firstError() != cause {
+		t.Fatalf("kept %v, want the cause", p.firstError())
+	}
+	p.fail(fmt.Errorf("later: %w", websocket.ErrCloseSent), ClosePeerError, "x")
+	if p.firstError() != cause {
+		t.Fatalf("a consequence replaced the cause: %v", p.firstError())
+	}
+}
+
+// nopConn is a net.Conn that does nothing, for pipe bookkeeping tests.
+type nopConn struct{ net.Conn }
+
+func (nopConn) Close() error { return nil }
