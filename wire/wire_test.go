@@ -300,7 +300,9 @@ func TestKeepaliveDetectsDeadPeer(t *testing.T) {
 }
 
 func TestKeepaliveKeepsLivePeer(t *testing.T) {
-	opts := Options{PingPeriod: 20 * time.Millisecond, PongWait: 150 * time.Millisecond}
+	// Pings every 50 ms, dead after 600 ms of silence: wide enough that a
+	// loaded machine's scheduling stalls do not look like a dead peer.
+	opts := Options{PingPeriod: 50 * time.Millisecond, PongWait: 600 * time.Millisecond}
 	client, server := connPair(t, opts)
 	// Both sides read (so pongs flow) but no data moves for many pong waits.
 	errc := make(chan error, 2)
@@ -313,7 +315,7 @@ func TestKeepaliveKeepsLivePeer(t *testing.T) {
 	select {
 	case err := <-errc:
 		t.Fatalf("idle but live tunnel ended: %v", err)
-	case <-time.After(time.Second):
+	case <-time.After(2 * time.Second): // more than three pong waits
 	}
 	if _, err := client.Write([]byte("still here")); err != nil {
 		t.Fatalf("write after idle: %v", err)
