@@ -163,7 +163,7 @@ func (s *Server) endSession(ctx context.Context, p *principal) error {
 	if err := s.st.RevokeSession(ctx, p.session, s.cfg.Now()); err != nil {
 		return internal(err)
 	}
-	s.cache.Invalidate()
+	s.changed(ctx)
 	s.audit.SignOut(ctx, p.user.Username, p.session)
 	s.closeLive(func(lc *liveConn) bool { return lc.session == p.session }, wire.CloseUnauthorized, "you signed out")
 	return nil

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -95,4 +96,20 @@ func (c *lookupCache) putTunnel(key string, t store.Tunnel, gen uint64) {
 		clear(c.tunnels)
 	}
 	c.tunnels[key] = cachedTunnel{t: t, at: c.now(), gen: gen}
+}
+
+// settingGeneration is a store setting every change to access bumps, so
+// gateways (and this one, after offline commands) know when to recheck.
+const settingGeneration = "change_generation"
+
+// changed records a change that can move or revoke access: it clears this
+// gateway's cache and bumps the store's generation for every process that
+// shares the store.
+func (s *Server) changed(ctx context.Context) {
+	s.cache.Invalidate()
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := s.st.SetSetting(wctx, settingGeneration, randomID(8)); err != nil {
+		s.log.Error("record a change for other gateways", "err", err)
+	}
 }

@@ -173,8 +173,16 @@ func TestRevocation(t *testing.T) {
 		}, wire.CloseForbidden, "access to this tunnel was removed", false},
 		"tunnel deleted": {func(s setup) { s.g.mustCall(204, "DELETE", "/api/v1/admin/tunnels/db", s.admin, nil) }, wire.CloseForbidden, "deleted", false},
 		"changed behind the gateway's back": {func(s setup) {
-			// An offline command or another gateway on the same store.
-			s.g.st.UpdateTunnel(s.g.baseCtx, "db", store.Tunnel{Context: "db", SocketAddress: "127.0.0.1:1", UserGroups: "admin@ROOT"})
+			// Another gateway (or an offline command) on the same store:
+			// a second Server over the same data folder makes the change.
+			other, err := New(s.g.baseCtx, Config{DataDir: s.g.cfg.DataDir, Logger: s.g.log, PasswordCost: fastHash}, nil)
+			if err != nil {
+				panic(err)
+			}
+			defer other.Close()
+			if _, err := other.UpdateTunnel(s.g.baseCtx, "elsewhere", "db", TunnelPatch{UserGroups: ptr("admin@ROOT")}); err != nil {
+				panic(err)
+			}
 		}, wire.CloseForbidden, "removed", false},
 	}
 	for name, tc := range tests {
@@ -301,3 +309,5 @@ func TestSocketBufferSize(t *testing.T) {
 		t.Fatalf("target SO_RCVBUF = %d, want %d", got, want)
 	}
 }
+
+func ptr[T any](v T) *T { return &v }

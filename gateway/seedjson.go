@@ -195,7 +195,7 @@ func (s *Server) ImportSeed(ctx context.Context, actor string, data []byte) (Imp
 			s.audit.AdminChange(ctx, actor, "tunnel.create", t.Context, nil, specOf(t))
 		}
 	}
-	s.cache.Invalidate()
+	s.changed(ctx)
 	s.recheckLive(ctx, nil)
 	return res, nil
 }

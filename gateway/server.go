@@ -248,13 +248,23 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		defer close(recheckDone)
 		t := time.NewTicker(recheckPeriod)
 		defer t.Stop()
+		seen, _ := s.st.Setting(rctx, settingGeneration)
 		for {
 			select {
 			case <-rctx.Done():
 				return
 			case <-t.C:
-				s.recheckLive(rctx, nil)
 			}
+			// One small query while nothing changed; a full recheck of
+			// the live tunnels only after a change, made here or by
+			// another process sharing the store.
+			gen, err := s.st.Setting(rctx, settingGeneration)
+			if err != nil && !errors.Is(err, store.ErrNotFound) || gen == seen {
+				continue
+			}
+			seen = gen
+			s.cache.Invalidate()
+			s.recheckLive(rctx, nil)
 		}
 	}()
 	select {

@@ -180,7 +180,7 @@ func (s *Server) CreateTunnel(ctx context.Context, actor string, spec TunnelSpec
 		}
 		return spec, internal(err)
 	}
-	s.cache.Invalidate()
+	s.changed(ctx)
 	s.audit.AdminChange(ctx, actor, "tunnel.create", spec.Context, nil, spec)
 	return spec, nil
 }
@@ -223,7 +223,7 @@ func (s *Server) UpdateTunnel(ctx context.Context, actor, context string, patch 
 		}
 		return spec, storeErr(err, fmt.Sprintf("tunnel %q", context))
 	}
-	s.cache.Invalidate()
+	s.changed(ctx)
 	s.audit.AdminChange(ctx, actor, "tunnel.update", spec.Context, before, spec)
 	onTunnel := func(lc *liveConn) bool { return strings.EqualFold(lc.context, old.Context) }
 	if !strings.EqualFold(old.Context, spec.Context) {
@@ -243,7 +243,7 @@ func (s *Server) DeleteTunnel(ctx context.Context, actor, context string) error 
 	if err := s.st.DeleteTunnel(ctx, old.Context); err != nil {
 		return storeErr(err, fmt.Sprintf("tunnel %q", context))
 	}
-	s.cache.Invalidate()
+	s.changed(ctx)
 	s.audit.AdminChange(ctx, actor, "tunnel.delete", old.Context, specOf(old), nil)
 	s.closeLive(func(lc *liveConn) bool { return strings.EqualFold(lc.context, old.Context) }, wire.CloseForbidden, "the tunnel was deleted")
 	return nil
@@ -387,7 +387,7 @@ func (s *Server) DeleteGroup(ctx context.Context, actor, name, env string) error
 	if err := s.st.DeleteGroup(ctx, name, env); err != nil {
 		return storeErr(err, fmt.Sprintf("group %q", name+"@"+env))
 	}
-	s.cache.Invalidate()
+	s.changed(ctx)
 	s.audit.AdminChange(ctx, actor, "group.delete", name+"@"+env, map[string]string{"name": name, "environment": env}, nil)
 	for _, u := range users {
 		if slices.ContainsFunc(u.Groups, func(g store.GroupRef) bool {
@@ -514,7 +514,7 @@ func (s *Server) UpdateUser(ctx context.Context, actor, username string, patch U
 	info := userInfo(u)
 	info.CreatedAt = old.CreatedAt
 	info.UpdatedAt = s.cfg.Now().UTC()
-	s.cache.Invalidate()
+	s.changed(ctx)
 	s.audit.AdminChange(ctx, actor, "user.update", u.Username, userInfo(old), info)
 	if revoke != "" {
 		s.revokeUser(ctx, u.Username, revoke)
@@ -559,7 +559,7 @@ func (s *Server) keepOneAdmin(ctx context.Context, changing string) error {
 
 // revokeUser ends every session of a user and closes their tunnels.
 func (s *Server) revokeUser(ctx context.Context, username, reason string) {
-	defer s.cache.Invalidate()
+	defer s.changed(ctx)
 	if _, err := s.st.RevokeUserSessions(ctx, username, s.cfg.Now()); err != nil {
 		s.log.Error("revoke sessions", "user", username, "err", err)
 	}
