@@ -73,6 +73,10 @@ func writeError(log *slog.Logger, w http.ResponseWriter, r *http.Request, err er
 		level = slog.LevelError
 	}
 	log.Log(r.Context(), level, "request failed", "method", r.Method, "path", r.URL.Path, "status", he.Status, "err", he.Error())
+	if he.Status == http.StatusUnauthorized {
+		// RFC 6750: say how to authenticate.
+		w.Header().Set("WWW-Authenticate", `Bearer realm="porthole"`)
+	}
 	writeJSON(w, he.Status, wire.Error{Error: he.Msg, Fields: he.Fields})
 }
 

@@ -297,7 +297,7 @@ func TestRenewalAuthLost(t *testing.T) {
 		t.Fatal(err)
 	}
 	lost := make(chan error, 1)
-	m := newManager(t, c, func(mc *ManagerConfig) {
+	newManager(t, c, func(mc *ManagerConfig) {
 		mc.ExpiresAt = time.Now().Add(2 * time.Second)
 		mc.OnAuthLost = func(err error) { lost <- err }
 	})
@@ -312,7 +312,6 @@ func TestRenewalAuthLost(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("lost sign-in not reported")
 	}
-	_ = m
 }
 
 // TestWaitForNewTicket: a connection that arrives while the ticket is
