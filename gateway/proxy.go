@@ -149,12 +149,20 @@ func (s *Server) carry(p *principal, t store.Tunnel, rec TunnelRecord, ws *webso
 	defer s.unregister(lc)
 	rec.ID = lc.id
 	s.metrics.opened.Inc()
-	s.audit.TunnelOpened(ctx, rec)
 	log := s.log.With("conn", lc.id, "user", lc.user, "context", lc.context)
 	log.Info("tunnel opened", "target", lc.target, "remote", lc.remote)
+	// The "opened" audit row (an INSERT, ~130 µs in SQLite) is written
+	// beside the stream rather than before its first byte; "closed" waits
+	// for it, so the log keeps its order.
+	opened := make(chan struct{})
+	go func(r TunnelRecord) {
+		defer close(opened)
+		s.audit.TunnelOpened(context.WithoutCancel(ctx), r)
+	}(rec)
 
 	counted := wire.Counted(target, &lc.down, &lc.up)
 	_, err := wire.Pipe(ctx, conn, counted)
+	<-opened
 
 	rec.BytesUp, rec.BytesDown = lc.up.Load(), lc.down.Load()
 	rec.Duration = s.cfg.Now().Sub(lc.started)
