@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"html/template"
 	"io/fs"
-	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -515,14 +514,10 @@ func (s *Server) testDial(ctx context.Context, addr string) (string, bool) {
 	start := time.Now()
 	c, err := s.cfg.Dial(dctx, "tcp", a.String())
 	if err != nil {
-		var oe *net.OpError
-		if errors.As(err, &oe) && oe.Err != nil {
-			err = oe.Err
-		}
 		if errors.Is(err, context.DeadlineExceeded) {
 			return fmt.Sprintf("Not reachable: no answer within %s.", time.Since(start).Round(time.Second)), false
 		}
-		return fmt.Sprintf("Not reachable from the gateway: %v.", err), false
+		return fmt.Sprintf("Not reachable from the gateway: %s.", dialReason(err)), false
 	}
 	c.Close()
 	ms := float64(time.Since(start).Microseconds()) / 1000

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"flag"
 	"html/template"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -370,3 +371,27 @@ func TestPortalAudit(t *testing.T) {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+func TestPortalTestConnection(t *testing.T) {
+	g := startGateway(t)
+	b := portalSignIn(t, g, "admin", adminPassword)
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	dead := ln.Addr().String()
+	ln.Close()
+	tests := map[string]struct{ addr, want string }{
+		"reachable":   {echoServer(t), "Reachable in "},
+		"refused":     {dead, "Not reachable from the gateway: connection refused."},
+		"bad address": {"db", "Socket address needs a port"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			status, body, _ := b.post("/tunnels/new", url.Values{"context": {"x"}, "socketAddress": {tc.addr}, "userGroups": {".*@.*"}, "action": {"test"}}, nil)
+			if status != 200 || !strings.Contains(body, tc.want) {
+				i := strings.Index(body, `id="test-result"`)
+				t.Fatalf("%d, want %q in the page, test result: %.200s", status, tc.want, body[max(i, 0):])
+			}
+		})
+	}
+	// Testing saves nothing.
+	g.mustCall(404, "GET", "/api/v1/admin/tunnels/x", g.admin(), nil)
+}

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
@@ -109,11 +110,7 @@ func (s *Server) dialTarget(ctx context.Context, t store.Tunnel) (net.Conn, erro
 	defer cancel()
 	c, err := s.cfg.Dial(dctx, "tcp", t.SocketAddress)
 	if err != nil {
-		reason := err.Error()
-		var oe *net.OpError
-		if errors.As(err, &oe) && oe.Err != nil {
-			reason = oe.Err.Error()
-		}
+		reason := dialReason(err)
 		if errors.Is(err, context.DeadlineExceeded) {
 			reason = fmt.Sprintf("no answer within %s", time.Duration(s.cfg.DialTimeout))
 		}
@@ -127,6 +124,24 @@ func (s *Server) dialTarget(ctx context.Context, t store.Tunnel) (net.Conn, erro
 		}
 	}
 	return c, nil
+}
+
+// dialReason says why a dial failed in words for people: "connection
+// refused", "no such host", without the Go error's operation prefixes.
+func dialReason(err error) string {
+	var se *os.SyscallError
+	if errors.As(err, &se) {
+		return se.Err.Error()
+	}
+	var de *net.DNSError
+	if errors.As(err, &de) {
+		return "no such host " + de.Name
+	}
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Err != nil {
+		return oe.Err.Error()
+	}
+	return err.Error()
 }
 
 // carry moves bytes between the WebSocket and the target until either

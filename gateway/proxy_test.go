@@ -99,6 +99,16 @@ func TestProxyRefusals(t *testing.T) {
 			}
 		})
 	}
+	t.Run("unreachable says why in plain words", func(t *testing.T) {
+		_, resp, err := g.dialTunnel("down", admin, nil)
+		if err == nil || resp == nil {
+			t.Fatal("tunnel to a dead port opened")
+		}
+		data, _ := io.ReadAll(resp.Body)
+		if e := errBody(t, data).Error; !strings.HasSuffix(e, ": connection refused") {
+			t.Fatalf("reason %q", e)
+		}
+	})
 	t.Run("not a websocket", func(t *testing.T) {
 		status, data, _ := g.call("GET", "/ws-proxy/admins", admin, nil)
 		if status != 400 || !strings.Contains(errBody(t, data).Error, "WebSocket") {
@@ -116,11 +126,11 @@ func TestProxyRefusals(t *testing.T) {
 	for _, e := range evs {
 		reasons[e.Details["error"].(string)] = true
 	}
-	if len(evs) != 7 {
-		t.Fatalf("%d denials audited, want 7: %v", len(evs), reasons)
+	if len(evs) != 8 {
+		t.Fatalf("%d denials audited, want 8: %v", len(evs), reasons)
 	}
 	m := string(g.mustCall(200, "GET", "/metrics", "", nil))
-	for _, want := range []string{`reason="unreachable"} 1`, `reason="forbidden"} 1`, `reason="not_found"} 1`, `reason="unauthorized"} 2`, `reason="origin"} 2`} {
+	for _, want := range []string{`reason="unreachable"} 2`, `reason="forbidden"} 1`, `reason="not_found"} 1`, `reason="unauthorized"} 2`, `reason="origin"} 2`} {
 		if !strings.Contains(m, want) {
 			t.Fatalf("metrics lack %s", want)
 		}
