@@ -35,23 +35,30 @@ var webFS embed.FS
 var portalPages = []string{"login", "tunnels", "tunnel_form", "connections", "confirm", "users", "user_form",
 	"groups", "environments", "audit", "my", "error"}
 
-var portalFuncs = template.FuncMap{
-	"ago": func(t time.Time) string { return humanDuration(time.Since(t)) + " ago" },
-	"bytes": func(n int64) string {
-		switch {
-		case n >= 1<<30:
-			return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-		case n >= 1<<20:
-			return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-		case n >= 1<<10:
-			return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-		}
-		return fmt.Sprintf("%d B", n)
-	},
-	"details": func(d map[string]any) string {
-		b, _ := json.Marshal(d)
-		return string(b)
-	},
+// portalFuncs are the templates' functions; times are shown against now,
+// the gateway's clock.
+func portalFuncs(now func() time.Time) template.FuncMap {
+	return template.FuncMap{
+		"ago":   func(t time.Time) string { return humanDuration(now().Sub(t)) + " ago" },
+		"bytes": formatBytes,
+		"details": func(d map[string]any) string {
+			b, _ := json.Marshal(d)
+			return string(b)
+		},
+	}
+}
+
+// formatBytes writes a byte count for people: 1.5 MiB.
+func formatBytes(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
 }
 
 func humanDuration(d time.Duration) string {
@@ -66,10 +73,11 @@ func humanDuration(d time.Duration) string {
 	return fmt.Sprintf("%dd", int(d.Hours()/24))
 }
 
-func loadPortal() (map[string]*template.Template, error) {
+func loadPortal(now func() time.Time) (map[string]*template.Template, error) {
 	pages := map[string]*template.Template{}
+	funcs := portalFuncs(now)
 	for _, name := range portalPages {
-		t, err := template.New(name).Funcs(portalFuncs).ParseFS(webFS, "web/templates/layout.html", "web/templates/"+name+".html")
+		t, err := template.New(name).Funcs(funcs).ParseFS(webFS, "web/templates/layout.html", "web/templates/"+name+".html")
 		if err != nil {
 			return nil, fmt.Errorf("portal template %s: %w", name, err)
 		}

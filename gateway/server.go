@@ -104,11 +104,12 @@ func New(ctx context.Context, cfg Config, st store.Store) (*Server, error) {
 		s.hash = *cfg.PasswordCost
 	}
 	if st == nil {
-		var err error
-		if st, err = store.OpenSQLite(ctx, cfg.StorePath()); err != nil {
+		sq, err := store.OpenSQLite(ctx, cfg.StorePath())
+		if err != nil {
 			return nil, err
 		}
-		s.ownsSt = true
+		sq.SetClock(cfg.Now)
+		st, s.ownsSt = sq, true
 	}
 	s.st = st
 	s.metrics = newMetrics()
@@ -134,7 +135,7 @@ func New(ctx context.Context, cfg Config, st store.Store) (*Server, error) {
 		// buffers, held only while a message is written.
 		WriteBufferPool: &sync.Pool{},
 	}
-	if s.pages, err = loadPortal(); err != nil {
+	if s.pages, err = loadPortal(cfg.Now); err != nil {
 		s.closeStore()
 		return nil, err
 	}

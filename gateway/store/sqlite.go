@@ -18,6 +18,8 @@ import (
 // SQLite is the embedded store: one database file on disk.
 type SQLite struct {
 	db *sql.DB
+	// clock stamps created_at and updated_at; see SetClock.
+	clock func() time.Time
 }
 
 // OpenSQLite opens (creating if needed) the database at path and brings
@@ -36,13 +38,21 @@ func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	s := &SQLite{db: db}
+	s := &SQLite{db: db, clock: time.Now}
 	if err := migrate(ctx, db, sqliteMigrations); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	return s, nil
 }
+
+// SetClock makes the store stamp the rows it creates and changes with now
+// instead of time.Now (the gateway passes its own clock, so every time it
+// shows comes from one source). Call it before using the store.
+func (s *SQLite) SetClock(now func() time.Time) { s.clock = now }
+
+// now is the store clock in the stored form (microseconds).
+func (s *SQLite) now() int64 { return s.clock().UnixMicro() }
 
 // Close closes the database.
 func (s *SQLite) Close() error { return s.db.Close() }
@@ -128,7 +138,7 @@ func migrate(ctx context.Context, db *sql.DB, migrations []string) error {
 			if _, err := tx.ExecContext(ctx, migrations[v-1]); err != nil {
 				return err
 			}
-			_, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations(version, applied_at) VALUES (?, ?)`, v, now())
+			_, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations(version, applied_at) VALUES (?, ?)`, v, time.Now().UnixMicro())
 			return err
 		})
 		if err != nil {
@@ -149,8 +159,6 @@ func inTx(ctx context.Context, db *sql.DB, f func(*sql.Tx) error) error {
 	}
 	return tx.Commit()
 }
-
-func now() int64 { return time.Now().UnixMicro() }
 
 func toTime(us int64) time.Time {
 	if us == 0 {
@@ -243,7 +251,7 @@ func (s *SQLite) Environments(ctx context.Context) ([]Environment, error) {
 
 // CreateEnvironment implements Store.
 func (s *SQLite) CreateEnvironment(ctx context.Context, name string) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO environments(name, created_at) VALUES (?, ?)`, name, now())
+	_, err := s.db.ExecContext(ctx, `INSERT INTO environments(name, created_at) VALUES (?, ?)`, name, s.now())
 	return mapErr(err, fmt.Sprintf("create environment %q", name))
 }
 
@@ -295,7 +303,7 @@ func (s *SQLite) CreateGroup(ctx context.Context, name, env string) error {
 		if err != nil {
 			return fmt.Errorf("%s: %w", what, err)
 		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO groups(name, environment, created_at) VALUES (?, ?, ?)`, name, canonical, now())
+		_, err = tx.ExecContext(ctx, `INSERT INTO groups(name, environment, created_at) VALUES (?, ?, ?)`, name, canonical, s.now())
 		return mapErr(err, what)
 	})
 }
@@ -406,7 +414,7 @@ func setMemberships(ctx context.Context, tx *sql.Tx, username string, groups []G
 func (s *SQLite) CreateUser(ctx context.Context, u User) error {
 	what := fmt.Sprintf("create user %q", u.Username)
 	return inTx(ctx, s.db, func(tx *sql.Tx) error {
-		t := now()
+		t := s.now()
 		if _, err := tx.ExecContext(ctx, `INSERT INTO users(username, password_hash, disabled, created_at, updated_at) VALUES (?, ?, ?, ?, ?)`,
 			u.Username, u.PasswordHash, boolInt(u.Disabled), t, t); err != nil {
 			return mapErr(err, what)
@@ -423,7 +431,7 @@ func (s *SQLite) UpdateUser(ctx context.Context, u User) error {
 	what := fmt.Sprintf("update user %q", u.Username)
 	return inTx(ctx, s.db, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE users SET password_hash = ?, disabled = ?, updated_at = ? WHERE username = ?`,
-			u.PasswordHash, boolInt(u.Disabled), now(), u.Username)
+			u.PasswordHash, boolInt(u.Disabled), s.now(), u.Username)
 		if err := expectOne(res, err, what); err != nil {
 			return err
 		}
@@ -484,7 +492,7 @@ func (s *SQLite) Tunnel(ctx context.Context, context string) (Tunnel, error) {
 
 // CreateTunnel implements Store.
 func (s *SQLite) CreateTunnel(ctx context.Context, t Tunnel) error {
-	n := now()
+	n := s.now()
 	_, err := s.db.ExecContext(ctx, `INSERT INTO tunnels(`+tunnelCols+`) VALUES (?, ?, ?, ?, ?, ?, ?)`,
 		t.Context, t.SocketAddress, t.UserGroups, t.LocalPort, t.Description, n, n)
 	return mapErr(err, fmt.Sprintf("create tunnel %q", t.Context))
@@ -493,7 +501,7 @@ func (s *SQLite) CreateTunnel(ctx context.Context, t Tunnel) error {
 // UpdateTunnel implements Store.
 func (s *SQLite) UpdateTunnel(ctx context.Context, oldContext string, t Tunnel) error {
 	res, err := s.db.ExecContext(ctx, `UPDATE tunnels SET context = ?, socket_address = ?, user_groups = ?, local_port = ?, description = ?, updated_at = ? WHERE context = ?`,
-		t.Context, t.SocketAddress, t.UserGroups, t.LocalPort, t.Description, now(), oldContext)
+		t.Context, t.SocketAddress, t.UserGroups, t.LocalPort, t.Description, s.now(), oldContext)
 	return expectOne(res, err, fmt.Sprintf("update tunnel %q", oldContext))
 }
 
@@ -506,7 +514,7 @@ func (s *SQLite) DeleteTunnel(ctx context.Context, context string) error {
 // PutTunnels implements Store.
 func (s *SQLite) PutTunnels(ctx context.Context, ts []Tunnel) error {
 	return inTx(ctx, s.db, func(tx *sql.Tx) error {
-		n := now()
+		n := s.now()
 		for _, t := range ts {
 			_, err := tx.ExecContext(ctx, `INSERT INTO tunnels(`+tunnelCols+`) VALUES (?, ?, ?, ?, ?, ?, ?)
 				ON CONFLICT(context) DO UPDATE SET socket_address = excluded.socket_address, user_groups = excluded.user_groups,

@@ -255,3 +255,24 @@ func must(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
+
+// The store stamps rows with the clock it is given, so the gateway's
+// clock (a fixed one in tests) is the only source of the times it shows.
+func TestSQLiteUsesItsClock(t *testing.T) {
+	s := openSQLite(t)
+	at := time.Date(2024, 2, 29, 12, 0, 0, 0, time.UTC)
+	s.SetClock(func() time.Time { return at })
+	ctx := t.Context()
+	must(t, s.CreateEnvironment(ctx, "Prod"))
+	must(t, s.CreateTunnel(ctx, Tunnel{Context: "mysql", SocketAddress: "db:3306", UserGroups: ".*@.*"}))
+	envs, err := s.Environments(ctx)
+	if err != nil || len(envs) != 1 || !envs[0].CreatedAt.Equal(at) {
+		t.Fatalf("environment created at %v (%v), want %v", envs, err, at)
+	}
+	at = at.Add(time.Hour)
+	must(t, s.UpdateTunnel(ctx, "mysql", Tunnel{Context: "mysql", SocketAddress: "db:3307", UserGroups: ".*@.*"}))
+	tn, err := s.Tunnel(ctx, "mysql")
+	if err != nil || !tn.CreatedAt.Equal(at.Add(-time.Hour)) || !tn.UpdatedAt.Equal(at) {
+		t.Fatalf("tunnel times %v / %v (%v)", tn.CreatedAt, tn.UpdatedAt, err)
+	}
+}
