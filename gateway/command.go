@@ -39,7 +39,7 @@ const gatewayUsage = `porthole-gateway: the Porthole gateway
   porthole-gateway group add NAME@ENV | group list | group rm NAME@ENV
   porthole-gateway tunnel add CONTEXT HOST:PORT [--groups PATTERNS] [--local-port N] [--description TEXT]
   porthole-gateway tunnel list | tunnel rm CONTEXT
-  porthole-gateway import FILE     (the webSocketsProxy JSON; "-" reads stdin)
+  porthole-gateway import FILE [--dry-run]   (the webSocketsProxy JSON; "-" reads stdin)
   porthole-gateway export          (writes it to stdout)
 
 Every command takes --config FILE and --data DIR. With no flags, serve
@@ -173,7 +173,10 @@ func runAdmin(ctx context.Context, noun, verb string, args []string, io IO) erro
 	var passwordStdin bool
 	var patterns, description string
 	var localPort int
+	var dryRun bool
 	switch noun + " " + verb {
+	case "import ":
+		fs.BoolVar(&dryRun, "dry-run", false, "show what the import would change, and change nothing")
 	case "user add":
 		fs.Var(&groups, "group", "group membership NAME@ENV (repeat for several)")
 		fs.BoolVar(&passwordStdin, "password-stdin", false, "read the password from standard input")
@@ -331,11 +334,11 @@ func runAdmin(ctx context.Context, noun, verb string, args []string, io IO) erro
 		if err != nil {
 			return fmt.Errorf("import: %w", err)
 		}
-		res, err := s.ImportSeed(ctx, actor, data)
+		res, err := s.ImportSeed(ctx, actor, data, ImportOptions{DryRun: dryRun})
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(out, "imported %d tunnel(s): %d created, %d updated\n", len(res.Created)+len(res.Updated), len(res.Created), len(res.Updated))
+		res.WritePlan(io.Stdout)
 	case "export ":
 		if err := need(0, "no arguments"); err != nil {
 			return err

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -31,7 +32,7 @@ func TestImportSeed(t *testing.T) {
 		must(t, s.CreateGroup(ctx, "test", name, env))
 	}
 	data, _ := os.ReadFile("testdata/seed-valid.json")
-	res, err := s.ImportSeed(ctx, "test", data)
+	res, err := s.ImportSeed(ctx, "test", data, ImportOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,10 +43,14 @@ func TestImportSeed(t *testing.T) {
 	if len(ts) != 2 || ts[0].SocketAddress != "someSocketHost:234" || ts[1].SocketAddress != "sqlserver:1433" || ts[1].LocalPort != 11433 || ts[1].UserGroups != "Domain Users@PDT" {
 		t.Fatalf("tunnels %+v", ts)
 	}
-	// Importing again updates in place.
-	res, err = s.ImportSeed(ctx, "test", data)
-	if err != nil || len(res.Updated) != 2 || len(res.Created) != 0 {
+	// Importing the same file again changes nothing and audits nothing.
+	before, _ := s.events(ctx, eventFilter("tunnel."))
+	res, err = s.ImportSeed(ctx, "test", data, ImportOptions{})
+	if err != nil || len(res.Unchanged) != 2 || len(res.Updated) != 0 || len(res.Created) != 0 {
 		t.Fatalf("reimport %+v %v", res, err)
+	}
+	if after, _ := s.events(ctx, eventFilter("tunnel.")); len(after) != len(before) {
+		t.Fatalf("an import that changed nothing wrote %d audit rows", len(after)-len(before))
 	}
 	// Export writes the same shape back, and it imports again.
 	out, err := s.ExportSeed(ctx)
@@ -63,8 +68,103 @@ func TestImportSeed(t *testing.T) {
 	if !strings.Contains(string(out), `"socketPort": "1433"`) {
 		t.Fatalf("export does not write ports as the seed does: %s", out)
 	}
-	if _, err := s.ImportSeed(ctx, "test", out); err != nil {
+	if _, err := s.ImportSeed(ctx, "test", out, ImportOptions{}); err != nil {
 		t.Fatalf("round trip: %v", err)
+	}
+}
+
+// An entry for an existing tunnel changes only what it carries: a file
+// without userGroups, localPort or description (the seed's own shape)
+// never resets them, and a change of access is listed and audited.
+func TestImportKeepsWhatTheFileDoesNotCarry(t *testing.T) {
+	data := t.TempDir()
+	s := newOfflineAt(t, data)
+	ctx := t.Context()
+	must(t, s.CreateGroup(ctx, "test", "dba", RootEnv))
+	if _, err := s.CreateTunnel(ctx, "test", TunnelSpec{Context: "mssql", SocketAddress: "sqlserver:1433", UserGroups: "dba@ROOT",
+		LocalPort: 11433, Description: "Orders"}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	file := filepath.Join(t.TempDir(), "seed.json")
+	write := func(body string) {
+		t.Helper()
+		must(t, os.WriteFile(file, []byte(`{"server": {"webSocketsProxy": {"tunnels": [`+body+`]}}}`), 0o600))
+	}
+	tunnel := func() TunnelSpec {
+		t.Helper()
+		s := newOfflineAt(t, data)
+		defer s.Close()
+		tn, err := s.st.Tunnel(ctx, "mssql")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return specOf(tn)
+	}
+
+	// The seed's shape, with a new host only.
+	write(`{"context": "mssql", "socketHost": "sql2", "socketPort": "1433"}`)
+	out, err := runCmd(t, data, "", "import", file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := TunnelSpec{Context: "mssql", SocketAddress: "sql2:1433", UserGroups: "dba@ROOT", LocalPort: 11433, Description: "Orders"}
+	if got := tunnel(); got != want {
+		t.Fatalf("after import: %+v, want %+v", got, want)
+	}
+	for _, w := range []string{"update     mssql", "socketAddress: sqlserver:1433 -> sql2:1433", "1 updated"} {
+		if !strings.Contains(out, w) {
+			t.Fatalf("output lacks %q:\n%s", w, out)
+		}
+	}
+	if strings.Contains(out, "userGroups") {
+		t.Fatalf("output reports an access change that did not happen:\n%s", out)
+	}
+
+	// A dry run of an access change shows it and changes nothing.
+	write(`{"context": "MSSQL", "userGroups": ".*@.*"}`)
+	out, err = runCmd(t, data, "", "import", "--dry-run", file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []string{"userGroups: dba@ROOT -> .*@.*   <- access changes", "dry run, nothing changed"} {
+		if !strings.Contains(out, w) {
+			t.Fatalf("dry-run output lacks %q:\n%s", w, out)
+		}
+	}
+	if got := tunnel(); got != want {
+		t.Fatalf("a dry run changed the tunnel: %+v", got)
+	}
+
+	// The real import applies it and audits the before and after.
+	out, err = runCmd(t, data, "", "import", file)
+	if err != nil || !strings.Contains(out, "userGroups: dba@ROOT -> .*@.*") {
+		t.Fatalf("import: %v\n%s", err, out)
+	}
+	if got := tunnel(); got.UserGroups != ".*@.*" || got.LocalPort != 11433 || got.Description != "Orders" || got.SocketAddress != "sql2:1433" {
+		t.Fatalf("after the access change: %+v", got)
+	}
+	s = newOfflineAt(t, data)
+	evs, _ := s.events(ctx, eventFilter("tunnel.update"))
+	if len(evs) != 2 {
+		t.Fatalf("audit has %d tunnel updates, want 2: %+v", len(evs), evs)
+	}
+	b, _ := json.Marshal(evs[0].Details)
+	if !strings.Contains(string(b), `"userGroups":"dba@ROOT"`) || !strings.Contains(string(b), `"userGroups":".*@.*"`) {
+		t.Fatalf("the audit row does not show the access before and after: %s", b)
+	}
+
+	// A new tunnel without userGroups gets the default, and says so.
+	s.Close()
+	write(`{"context": "pg", "socketHost": "db", "socketPort": 5432}`)
+	out, err = runCmd(t, data, "", "import", file)
+	if err != nil || !strings.Contains(out, "create     pg -> db:5432 for .*@.* (the file names no userGroups: every signed-in user)") {
+		t.Fatalf("import of a new tunnel: %v\n%s", err, out)
+	}
+	// A new tunnel needs its address.
+	write(`{"context": "nohost", "socketPort": 5432}`)
+	if _, err := runCmd(t, data, "", "import", file); err == nil || !strings.Contains(err.Error(), `(tunnel "nohost"): socketHost is required`) {
+		t.Fatalf("a new tunnel without socketHost: %v", err)
 	}
 }
 
@@ -89,7 +189,7 @@ func TestImportSeedRefusals(t *testing.T) {
 			if tc.file != "" {
 				data, _ = os.ReadFile(tc.file)
 			}
-			_, err := s.ImportSeed(t.Context(), "test", data)
+			_, err := s.ImportSeed(t.Context(), "test", data, ImportOptions{})
 			if err == nil {
 				t.Fatal("import accepted")
 			}
@@ -134,7 +234,7 @@ func FuzzImportSeed(f *testing.F) {
 			}
 		}
 		// Whatever import accepts must be valid tunnels.
-		res, err := s.ImportSeed(context.Background(), "fuzz", data)
+		res, err := s.ImportSeed(context.Background(), "fuzz", data, ImportOptions{})
 		var he *Error
 		if err != nil && !errors.As(err, &he) {
 			t.Fatalf("import error without a status: %v", err)
