@@ -35,6 +35,7 @@ const gatewayUsage = `porthole-gateway: the Porthole gateway
 
   porthole-gateway serve [--config FILE] [--data DIR] [--listen ADDR]
   porthole-gateway user add NAME [--group G@ENV]... [--password-stdin]
+  porthole-gateway user passwd NAME  (the new password from standard input, or asked)
   porthole-gateway user list | user rm NAME
   porthole-gateway group add NAME@ENV | group list | group rm NAME@ENV
   porthole-gateway tunnel add CONTEXT HOST:PORT [--groups PATTERNS] [--local-port N] [--description TEXT]
@@ -62,7 +63,11 @@ func Run(ctx context.Context, args []string, io IO) error {
 		return runServe(ctx, rest, io)
 	case "user", "group", "tunnel":
 		if len(rest) == 0 || strings.HasPrefix(rest[0], "-") {
-			return fmt.Errorf("%w: %s needs add, list or rm", ErrUsage, cmd)
+			verbs := "add, list or rm"
+			if cmd == "user" {
+				verbs = "add, passwd, list or rm"
+			}
+			return fmt.Errorf("%w: %s needs %s", ErrUsage, cmd, verbs)
 		}
 		return runAdmin(ctx, cmd, rest[0], rest[1:], io)
 	case "import":
@@ -149,12 +154,20 @@ func runServe(ctx context.Context, args []string, io IO) error {
 		return err
 	}
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	s, err := New(ctx, cfg, nil)
+	// The port is taken before New creates the store: a gateway that
+	// cannot serve never creates an administrator whose password it
+	// printed (New checks the TLS files first for the same reason).
+	ln, err := Listen(cfg)
 	if err != nil {
 		return err
 	}
+	s, err := New(ctx, cfg, nil)
+	if err != nil {
+		ln.Close()
+		return err
+	}
 	defer s.Close()
-	return s.ListenAndServe(ctx)
+	return s.Serve(ctx, ln)
 }
 
 // actorName is who offline commands act as in the audit log.
@@ -180,6 +193,8 @@ func runAdmin(ctx context.Context, noun, verb string, args []string, io IO) erro
 	case "user add":
 		fs.Var(&groups, "group", "group membership NAME@ENV (repeat for several)")
 		fs.BoolVar(&passwordStdin, "password-stdin", false, "read the password from standard input")
+	case "user passwd":
+		fs.BoolVar(&passwordStdin, "password-stdin", false, "read the password from standard input (the default when it is not a terminal)")
 	case "tunnel add":
 		fs.StringVar(&patterns, "groups", acl.DefaultPatterns, "user groups allowed, ;-separated Group@Environment patterns")
 		fs.IntVar(&localPort, "local-port", 0, "suggested local port for clients")
@@ -223,6 +238,28 @@ func runAdmin(ctx context.Context, noun, verb string, args []string, io IO) erro
 			return err
 		}
 		fmt.Fprintf(out, "created user %s in %s\n", info.Username, strings.Join(info.Groups, ", "))
+		if generated {
+			fmt.Fprintf(out, "password: %s\n", pw)
+		}
+	case "user passwd":
+		if err := need(1, "a user name"); err != nil {
+			return err
+		}
+		if _, err := s.st.User(ctx, pos[0]); err != nil {
+			return storeErr(err, fmt.Sprintf("user %q", pos[0]))
+		}
+		if !passwordStdin && !isTerminal(io.Stdin) {
+			passwordStdin = true
+		}
+		pw, generated, err := readNewPassword(io, passwordStdin)
+		if err != nil {
+			return err
+		}
+		info, err := s.UpdateUser(ctx, actor, pos[0], UserPatch{Password: &pw})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "changed the password of %s; their sessions were signed out\n", info.Username)
 		if generated {
 			fmt.Fprintf(out, "password: %s\n", pw)
 		}
@@ -382,7 +419,8 @@ func readNewPassword(io IO, fromStdin bool) (pw string, generated bool, err erro
 		}
 		return strings.TrimRight(line, "\r\n"), false, nil
 	}
-	if f, ok := io.Stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+	if isTerminal(io.Stdin) {
+		f := io.Stdin.(*os.File)
 		fmt.Fprint(io.Stderr, "Password (empty to generate one): ")
 		b, err := term.ReadPassword(int(f.Fd()))
 		fmt.Fprintln(io.Stderr)
@@ -394,6 +432,12 @@ func readNewPassword(io IO, fromStdin bool) (pw string, generated bool, err erro
 		}
 	}
 	return generatePassword(), true, nil
+}
+
+// isTerminal reports whether r is a terminal a person types at.
+func isTerminal(r io.Reader) bool {
+	f, ok := r.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
 }
 
 // multiFlag collects a repeated flag.

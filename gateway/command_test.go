@@ -36,6 +36,9 @@ func TestOfflineCommands(t *testing.T) {
 		{args: []string{"user", "add", "bob"}, want: "password: "},
 		{args: []string{"user", "add", "carol", "--group", "nope@Prod", "--password-stdin"}, stdin: "carol-password\n", err: `group "nope@Prod" does not exist`},
 		{args: []string{"user", "list"}, want: "alice  dba@Prod"},
+		{args: []string{"user", "passwd", "alice"}, stdin: "alice-new-password\n", want: "changed the password of alice"},
+		{args: []string{"user", "passwd", "alice"}, stdin: "short\n", err: "at least 8 characters"},
+		{args: []string{"user", "passwd", "nobody"}, stdin: "whatever-password\n", err: `user "nobody" does not exist`},
 		{args: []string{"tunnel", "add", "pg", "db.example.com:5432", "--groups", "dba@Prod", "--local-port", "15432"}, want: "created tunnel pg -> db.example.com:5432 for dba@Prod"},
 		{args: []string{"tunnel", "add", "backend", "db:1"}, err: "reserved"},
 		{args: []string{"tunnel", "add", "pg"}, err: "CONTEXT HOST:PORT"},
@@ -47,7 +50,7 @@ func TestOfflineCommands(t *testing.T) {
 		{args: []string{"user", "rm", "alice"}, want: "deleted user alice"},
 		{args: []string{"group", "rm", "dba@Prod"}, want: "deleted group dba@Prod"},
 		{args: []string{"frobnicate"}, err: "unknown command"},
-		{args: []string{"user"}, err: "add, list or rm"},
+		{args: []string{"user"}, err: "add, passwd, list or rm"},
 	}
 	for _, st := range steps {
 		out, err := runCmd(t, data, st.stdin, st.args...)
@@ -115,6 +118,77 @@ func TestServeCommand(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("serve did not stop on cancel")
+	}
+}
+
+// A first start that fails (a bad TLS file, a taken port) fails before it
+// creates anything: no store, no printed administrator password that the
+// next start would never show again.
+func TestServeFailsBeforeCreatingAnything(t *testing.T) {
+	dir := t.TempDir()
+	garbage := filepath.Join(dir, "garbage.pem")
+	must(t, os.WriteFile(garbage, []byte("not a certificate\n"), 0o600))
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	tests := map[string]struct{ config, want string }{
+		"missing certificate": {`{"listen": "127.0.0.1:0", "tlsCert": "` + filepath.Join(dir, "nope.pem") + `", "tlsKey": "` + garbage + `"}`, "nope.pem"},
+		"broken certificate":  {`{"listen": "127.0.0.1:0", "tlsCert": "` + garbage + `", "tlsKey": "` + garbage + `"}`, "load TLS certificate"},
+		"port in use":         {`{"listen": "` + taken.Addr().String() + `"}`, "address already in use"},
+	}
+	t.Setenv("PORTHOLE_ADMIN_PASSWORD", "")
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			data := filepath.Join(t.TempDir(), "data")
+			cfg := filepath.Join(t.TempDir(), "gateway.json")
+			must(t, os.WriteFile(cfg, []byte(tc.config), 0o600))
+			var out bytes.Buffer
+			err := Run(t.Context(), []string{"serve", "--config", cfg, "--data", data}, IO{Stdout: &out, Stderr: &out})
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err %v, want %q", err, tc.want)
+			}
+			if strings.Contains(out.String(), "shown only this once") {
+				t.Fatalf("a failed start printed the one-time password:\n%s", out.String())
+			}
+			if _, err := os.Stat(filepath.Join(data, "porthole.db")); !os.IsNotExist(err) {
+				t.Fatalf("a failed start created the store (%v)", err)
+			}
+			// The next, good start is still the first: it prints the password.
+			var announce bytes.Buffer
+			s, err := New(t.Context(), Config{DataDir: data, Logger: testLogger(t), PasswordCost: fastHash, Announce: &announce}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.Close()
+			if !strings.Contains(announce.String(), "shown only this once") {
+				t.Fatalf("the first good start did not print the password: %q", announce.String())
+			}
+		})
+	}
+}
+
+// A lost administrator password is recovered offline.
+func TestUserPasswdRecoversAdmin(t *testing.T) {
+	data := t.TempDir()
+	if _, err := runCmd(t, data, "", "user", "list"); err != nil {
+		t.Fatal(err)
+	}
+	out, err := runCmd(t, data, "recovered-password\n", "user", "passwd", "admin")
+	if err != nil || !strings.Contains(out, "changed the password of admin") {
+		t.Fatalf("passwd: %v\n%s", err, out)
+	}
+	s := newOfflineAt(t, data)
+	if _, err := s.signIn(t.Context(), "admin", "recovered-password", "127.0.0.1"); err != nil {
+		t.Fatalf("sign-in with the new password: %v", err)
+	}
+	if _, err := s.signIn(t.Context(), "admin", adminPassword, "127.0.0.2"); err == nil {
+		t.Fatal("the old password still works")
+	}
+	evs, _ := s.events(t.Context(), eventFilter("user.update"))
+	if len(evs) != 1 || !strings.HasPrefix(evs[0].Actor, "local:") {
+		t.Fatalf("audit %+v", evs)
 	}
 }
 

@@ -55,6 +55,8 @@ type Server struct {
 	signer  *ticket.Signer
 	hash    HashParams
 	metrics *metrics
+	// tlsConfig is nil for plain HTTP.
+	tlsConfig *tls.Config
 
 	userLimit *limiter // failed sign-ins per user and address
 	addrLimit *limiter // failed sign-ins per address
@@ -102,6 +104,15 @@ func New(ctx context.Context, cfg Config, st store.Store) (*Server, error) {
 	s := &Server{cfg: cfg, log: cfg.Logger, hash: defaultHash, live: map[uint64]*liveConn{}}
 	if cfg.PasswordCost != nil {
 		s.hash = *cfg.PasswordCost
+	}
+	// Whatever can fail is checked before the store is created, so a first
+	// start that fails never leaves a printed admin password behind.
+	if cfg.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+		if err != nil {
+			return nil, fmt.Errorf("load TLS certificate %s and key %s: %w", cfg.TLSCert, cfg.TLSKey, err)
+		}
+		s.tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 	if st == nil {
 		sq, err := store.OpenSQLite(ctx, cfg.StorePath())
@@ -229,15 +240,15 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return s.baseCtx },
 	}
-	if s.cfg.TLSCert != "" {
-		cert, err := tls.LoadX509KeyPair(s.cfg.TLSCert, s.cfg.TLSKey)
-		if err != nil {
-			ln.Close()
-			return fmt.Errorf("load TLS certificate: %w", err)
-		}
-		hs.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if s.tlsConfig != nil {
+		hs.TLSConfig = s.tlsConfig
 		ln = tls.NewListener(ln, hs.TLSConfig)
 	}
+	scheme := "http"
+	if s.tlsConfig != nil {
+		scheme = "https"
+	}
+	s.log.Info("porthole gateway listening", "addr", ln.Addr().String(), "url", scheme+"://"+displayAddr(ln.Addr()), "store", s.cfg.StorePath())
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	// Changes made elsewhere (another gateway on the same store, an
@@ -294,16 +305,24 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 
 // ListenAndServe listens on the configured address and serves.
 func (s *Server) ListenAndServe(ctx context.Context) error {
-	ln, err := net.Listen("tcp", s.cfg.Listen)
+	ln, err := Listen(s.cfg)
 	if err != nil {
-		return fmt.Errorf("listen: %w", err)
+		return err
 	}
-	scheme := "http"
-	if s.cfg.TLSCert != "" {
-		scheme = "https"
-	}
-	s.log.Info("porthole gateway listening", "addr", ln.Addr().String(), "url", scheme+"://"+displayAddr(ln.Addr()), "store", s.cfg.StorePath())
 	return s.Serve(ctx, ln)
+}
+
+// Listen opens the listener cfg names (":8080" when it names none).
+func Listen(cfg Config) (net.Listener, error) {
+	addr := cfg.Listen
+	if addr == "" {
+		addr = ":8080"
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	return ln, nil
 }
 
 func displayAddr(a net.Addr) string {
