@@ -177,6 +177,16 @@ func (u *UI) SignInNeeded(err error) {
 	})
 }
 
+// SignedIn shows the tunnels again after a sign-in made elsewhere (the
+// CLI's porthole login) was picked up (the backend's OnSignedIn).
+func (u *UI) SignedIn() {
+	u.do(func() {
+		if u.win.Content() == u.signIn.content {
+			u.showTunnels()
+		}
+	})
+}
+
 func (u *UI) showSignIn(msg string) {
 	u.signIn.prefill()
 	u.signIn.setError(msg)

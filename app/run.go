@@ -37,6 +37,11 @@ func Run(ctx context.Context, a fyne.App, log *slog.Logger) error {
 				u.SignInNeeded(err)
 			}
 		},
+		OnSignedIn: func() {
+			if u := ui.Load(); u != nil {
+				u.SignedIn()
+			}
+		},
 	})
 	if err != nil {
 		return err

@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -227,6 +228,13 @@ func (c *command) login(ctx context.Context, args []string) error {
 		return fmt.Errorf("%w: login needs --gateway URL and --user NAME", ErrUsage)
 	}
 	caFile := *ca
+	if caFile != "" {
+		// Kept as an absolute path: settings.json is read from other
+		// folders (the tray, a later porthole run elsewhere).
+		if caFile, err = filepath.Abs(caFile); err != nil {
+			return fmt.Errorf("--ca %s: %w", *ca, err)
+		}
+	}
 	if caFile == "" && tunnel.SameGateway(*gateway, s.Gateway) {
 		caFile = s.CA
 	}
@@ -398,10 +406,20 @@ func (c *command) open(ctx context.Context, args []string) error {
 			}
 		},
 		OnAuthLost: func(err error) {
-			fmt.Fprintf(c.env.Stderr, "porthole: the gateway no longer accepts your ticket (%v): run porthole login\n", err)
+			fmt.Fprintf(c.env.Stderr, "porthole: the gateway no longer accepts your ticket (%v): run porthole login in another terminal; the tunnels here carry on with it\n", err)
+		},
+		// A sign-in made elsewhere (porthole login, the tray) is used as
+		// soon as the gateway refuses the old ticket.
+		LoadTicket: func() (tunnel.Ticket, error) { return store.Load(client.Gateway()) },
+		OnTicketPickedUp: func(nt tunnel.Ticket) {
+			fmt.Fprintf(c.env.Stderr, "porthole: using the new sign-in of %s\n", nt.User)
 		},
 		OnConnError: func(name string, err error) {
-			fmt.Fprintf(c.env.Stderr, "porthole: %s: %v\n", name, err)
+			hint := ""
+			if errors.Is(err, tunnel.ErrUnauthorized) {
+				hint = "; run porthole login (this tunnel keeps listening and uses the new sign-in)"
+			}
+			fmt.Fprintf(c.env.Stderr, "porthole: %s: %v%s\n", name, err, hint)
 		},
 	})
 	if err != nil {

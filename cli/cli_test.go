@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -210,3 +212,132 @@ func TestSettingsPortIsUsed(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// syncBuffer is a bytes.Buffer safe for a command writing while the test
+// reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// startOpen runs porthole open in the background until the test ends and
+// returns where it listens and its output.
+func (r *runner) startOpen(args ...string) ([]net.Addr, *syncBuffer) {
+	r.t.Helper()
+	ctx, cancel := context.WithCancel(r.t.Context())
+	ready := make(chan []net.Addr, 1)
+	done := make(chan error, 1)
+	out := &syncBuffer{}
+	go func() {
+		done <- Run(ctx, append([]string{"open"}, args...), Env{Stdout: out, Stderr: out, SettingsPath: r.settings, Tickets: r.tickets,
+			Ready: func(a []net.Addr) { ready <- a }})
+	}()
+	r.t.Cleanup(func() { cancel(); <-done })
+	select {
+	case a := <-ready:
+		return a, out
+	case err := <-done:
+		r.t.Fatalf("open ended: %v\n%s", err, out)
+	}
+	return nil, nil
+}
+
+// echoThrough sends msg through the local tunnel address and returns the
+// answer, or the error the connection ended with.
+func echoThrough(addr net.Addr, msg string) (string, error) {
+	c, err := net.Dial("tcp", addr.String())
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.Write([]byte(msg)); err != nil {
+		return "", err
+	}
+	c.(*net.TCPConn).CloseWrite()
+	b, err := io.ReadAll(c)
+	return string(b), err
+}
+
+// After its ticket is revoked, a running porthole open uses the next
+// sign-in made in another terminal, without a restart.
+func TestOpenPicksUpANewSignIn(t *testing.T) {
+	url, _ := startGateway(t)
+	r := newRunner(t)
+	login := func() {
+		t.Helper()
+		if out, err := r.run(t.Context(), "admin-password\n", "login", "--gateway", url, "--user", "admin", "--password-stdin"); err != nil {
+			t.Fatalf("login: %v %s", err, out)
+		}
+	}
+	login()
+	addrs, out := r.startOpen("echo:0")
+	if got, err := echoThrough(addrs[0], "before"); got != "BEFORE" {
+		t.Fatalf("before the sign-out: %q %v", got, err)
+	}
+	// Another terminal signs out: the session is revoked on the gateway.
+	if o, err := r.run(t.Context(), "", "logout"); err != nil {
+		t.Fatalf("logout: %v %s", err, o)
+	}
+	if got, _ := echoThrough(addrs[0], "refused"); got != "" {
+		t.Fatalf("a revoked ticket still carried bytes: %q", got)
+	}
+	waitFor(t, "the refusal to be reported", func() bool { return strings.Contains(out.String(), "porthole login") }, out)
+	// ... and signs in again: the running open carries on with it.
+	login()
+	if got, err := echoThrough(addrs[0], "after"); got != "AFTER" {
+		t.Fatalf("after signing in again: %q %v\n%s", got, err, out)
+	}
+	if !strings.Contains(out.String(), "using the new sign-in of admin") {
+		t.Fatalf("open did not say it uses the new sign-in:\n%s", out)
+	}
+}
+
+// waitFor polls cond (a state another process or goroutine reaches) for
+// up to ten seconds.
+func waitFor(t *testing.T, what string, cond func() bool, extra ...any) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what+"\n"+fmt.Sprint(extra...))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// --ca given as a relative path is kept as an absolute one, so the CLI
+// run from another folder, and the tray, still find it.
+func TestLoginKeepsTheCAPathAbsolute(t *testing.T) {
+	dir := t.TempDir()
+	cert, key := gwtest.WriteCert(t, dir)
+	gw := gwtest.Start(t, func(c *gateway.Config) { c.TLSCert, c.TLSKey = cert, key })
+	r := newRunner(t)
+	t.Chdir(dir)
+	if out, err := r.run(t.Context(), "admin-password\n", "login", "--gateway", gw.URL, "--user", "admin", "--password-stdin", "--ca", "cert.pem"); err != nil {
+		t.Fatalf("login: %v %s", err, out)
+	}
+	s, err := tunnel.LoadSettings(r.settings)
+	if err != nil || s.CA != cert {
+		t.Fatalf("settings keep ca %q (%v), want %q", s.CA, err, cert)
+	}
+	t.Chdir(t.TempDir())
+	if out, err := r.run(t.Context(), "", "status"); err != nil || !strings.Contains(out, "Signed in") {
+		t.Fatalf("status from another folder: %v %s", err, out)
+	}
+	if _, err := r.run(t.Context(), "", "login", "--gateway", gw.URL, "--user", "admin", "--password-stdin", "--ca", "missing.pem"); err == nil || !strings.Contains(err.Error(), "missing.pem") {
+		t.Fatalf("a missing CA file: %v", err)
+	}
+}

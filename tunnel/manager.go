@@ -42,6 +42,17 @@ type ManagerConfig struct {
 	TicketWait time.Duration
 	// RetryPeriod is how often a failed renewal is retried; 0 means 30s.
 	RetryPeriod time.Duration
+	// LoadTicket reads the ticket kept for this gateway (the keyring), so
+	// that a sign-in made elsewhere (porthole login in another terminal,
+	// the tray) is picked up once the gateway refuses the current ticket;
+	// nil means only SetTicket brings a new one.
+	LoadTicket func() (Ticket, error)
+	// OnTicketPickedUp is called when LoadTicket brought a new ticket into
+	// use; nil means only log it.
+	OnTicketPickedUp func(Ticket)
+	// PickUpPeriod is how often LoadTicket is read while the gateway
+	// refuses the ticket; 0 means 2s.
+	PickUpPeriod time.Duration
 }
 
 // Manager runs local forwarders for one gateway and keeps the ticket
@@ -74,6 +85,9 @@ func NewManager(cfg ManagerConfig) (*Manager, error) {
 	}
 	if cfg.RetryPeriod == 0 {
 		cfg.RetryPeriod = 30 * time.Second
+	}
+	if cfg.PickUpPeriod == 0 {
+		cfg.PickUpPeriod = 2 * time.Second
 	}
 	m := &Manager{cfg: cfg, client: cfg.Client, log: cfg.Logger, done: make(chan struct{}),
 		fwd: map[string]*Forwarder{}, expires: cfg.ExpiresAt, obtained: time.Now(),
@@ -164,14 +178,14 @@ func (m *Manager) renewLoop() {
 			return
 		}
 		if errors.Is(err, ErrUnauthorized) {
-			m.authLost(err)
-			// Wait for SetTicket.
+			if m.pickUpTicket() {
+				continue
+			}
 			m.mu.Lock()
 			ch := m.newTick
 			m.mu.Unlock()
-			select {
-			case <-ch:
-			case <-m.ctx.Done():
+			m.authLost(err)
+			if !m.waitForTicket(m.ctx, ch, 0) {
 				return
 			}
 			continue
@@ -181,6 +195,59 @@ func (m *Manager) renewLoop() {
 			return
 		}
 	}
+}
+
+// waitForTicket waits until the ticket changes from the one whose change
+// channel is ch (SetTicket, or a ticket picked up from LoadTicket), for at
+// most timeout (0: no limit). It returns false when ctx or the manager
+// ended first, or the time ran out.
+func (m *Manager) waitForTicket(ctx context.Context, ch chan struct{}, timeout time.Duration) bool {
+	var expired <-chan time.Time
+	if timeout > 0 {
+		t := time.NewTimer(timeout)
+		defer t.Stop()
+		expired = t.C
+	}
+	var poll <-chan time.Time
+	if m.cfg.LoadTicket != nil {
+		t := time.NewTicker(m.cfg.PickUpPeriod)
+		defer t.Stop()
+		poll = t.C
+	}
+	for {
+		select {
+		case <-ch:
+			return true
+		case <-ctx.Done():
+			return false
+		case <-m.ctx.Done():
+			return false
+		case <-expired:
+			return false
+		case <-poll:
+			if m.pickUpTicket() {
+				return true
+			}
+		}
+	}
+}
+
+// pickUpTicket reads the kept ticket and, if it is not the one in use (a
+// sign-in made elsewhere), uses it. It reports whether it did.
+func (m *Manager) pickUpTicket() bool {
+	if m.cfg.LoadTicket == nil {
+		return false
+	}
+	t, err := m.cfg.LoadTicket()
+	if err != nil || t.Ticket == "" || t.Ticket == m.Ticket() {
+		return false
+	}
+	m.SetTicket(t)
+	m.log.Info("using the ticket of a new sign-in", "user", t.User, "expires", t.ExpiresAt)
+	if m.cfg.OnTicketPickedUp != nil {
+		m.cfg.OnTicketPickedUp(t)
+	}
+	return true
 }
 
 func (m *Manager) sleep(d time.Duration) bool {
@@ -471,35 +538,32 @@ func (f *Forwarder) handle(fc *fconn) {
 // dialTunnel opens a tunnel stream; when the ticket was refused and the
 // manager may wait for a new one, it waits and tries once more.
 func (m *Manager) dialTunnel(ctx context.Context, name string) (net.Conn, error) {
-	ws, err := m.client.Dial(ctx, name)
-	if err == nil {
-		return ws, nil
-	}
-	if !errors.Is(err, ErrUnauthorized) || m.cfg.TicketWait <= 0 {
-		return nil, err
-	}
 	m.mu.Lock()
 	ch := m.newTick
 	m.mu.Unlock()
-	m.authLost(err)
-	t := time.NewTimer(m.cfg.TicketWait)
-	defer t.Stop()
-	select {
-	case <-ch:
-		ws, err := m.client.Dial(ctx, name)
-		if err != nil {
-			return nil, err
-		}
-		return ws, nil
-	case <-t.C:
-		return nil, err
-	case <-ctx.Done():
+	ws, err := m.client.Dial(ctx, name)
+	if err == nil || !errors.Is(err, ErrUnauthorized) {
+		return ws, err
+	}
+	if m.pickUpTicket() {
+		return m.client.Dial(ctx, name)
+	}
+	if m.cfg.TicketWait <= 0 {
 		return nil, err
 	}
+	m.authLost(err)
+	if !m.waitForTicket(ctx, ch, m.cfg.TicketWait) {
+		return nil, err
+	}
+	return m.client.Dial(ctx, name)
 }
 
 func (f *Forwarder) fail(log *slog.Logger, err error) {
-	log.Warn("tunnel connection failed", "err", err)
+	if f.onErr == nil {
+		log.Warn("tunnel connection failed", "err", err)
+	} else {
+		log.Info("tunnel connection failed", "err", err) // onErr tells the user
+	}
 	f.mu.Lock()
 	f.lastErr = err
 	f.mu.Unlock()

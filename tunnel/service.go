@@ -62,6 +62,9 @@ type ServiceConfig struct {
 	OnNotify func(title, body string)
 	// OnSignInNeeded is called when the gateway stops accepting the ticket.
 	OnSignInNeeded func(err error)
+	// OnSignedIn is called when a sign-in made elsewhere (porthole login)
+	// was picked up after the gateway refused the old ticket.
+	OnSignedIn func()
 	// TicketWait is how long a new connection waits for the user to sign
 	// in again; 0 means a minute.
 	TicketWait time.Duration
@@ -267,6 +270,18 @@ func (s *Service) start(ctx context.Context, client *Client, t Ticket) error {
 			}
 		},
 		OnConnError: s.connError,
+		// A sign-in made with the CLI is picked up as soon as the gateway
+		// refuses the old ticket.
+		LoadTicket:       func() (Ticket, error) { return s.tickets.Load(client.Gateway()) },
+		OnTicketPickedUp: func(t Ticket) {
+			s.mu.Lock()
+			s.user = t.User
+			s.mu.Unlock()
+			if s.cfg.OnSignedIn != nil {
+				s.cfg.OnSignedIn()
+			}
+			s.changed()
+		},
 	})
 	if err != nil {
 		return err

@@ -10,18 +10,11 @@ package bench
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/binary"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -34,6 +27,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/porthole/porthole/internal/testcert"
 	"github.com/porthole/porthole/tunnel"
 )
 
@@ -225,7 +219,7 @@ func (e *env) setup(ctx context.Context) error {
 	if e.echo, err = e.serve(serveEcho); err != nil {
 		return err
 	}
-	cert, key, err := writeCert(e.dir)
+	cert, key, err := testcert.Write(e.dir)
 	if err != nil {
 		return err
 	}
@@ -739,27 +733,6 @@ func (e *env) mysqlslap(ctx context.Context) Result {
 	md, mt := median(direct), median(tun)
 	return Result{Name: "mysqlslap read queries/s", Direct: md, Tunnel: mt, Unit: "q/s", Ratio: mt / md, Target: "(reported)", Pass: true,
 		Comment: "4 clients, 4000 queries, 3 iterations per round"}
-}
-
-// writeCert writes a self-signed certificate for 127.0.0.1.
-func writeCert(dir string) (string, string, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return "", "", err
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "porthole bench"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, IsCA: true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return "", "", err
-	}
-	kb, _ := x509.MarshalECPrivateKey(key)
-	cert, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	os.WriteFile(cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
-	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
-	return cert, keyFile, nil
 }
 
 // Table writes the results as a Markdown table.

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/porthole/porthole/gateway"
+	"github.com/porthole/porthole/internal/testcert"
 )
 
 // AdminPassword is the administrator's password on every test gateway.
@@ -110,4 +111,15 @@ func serve(t testing.TB, handle func(net.Conn)) string {
 		}
 	})
 	return ln.Addr().String()
+}
+
+// WriteCert writes a self-signed certificate for 127.0.0.1 and its key
+// into dir.
+func WriteCert(t testing.TB, dir string) (certFile, keyFile string) {
+	t.Helper()
+	certFile, keyFile, err := testcert.Write(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile
 }
