@@ -272,7 +272,7 @@ func (s *Service) start(ctx context.Context, client *Client, t Ticket) error {
 		OnConnError: s.connError,
 		// A sign-in made with the CLI is picked up as soon as the gateway
 		// refuses the old ticket.
-		LoadTicket:       func() (Ticket, error) { return s.tickets.Load(client.Gateway()) },
+		LoadTicket: func() (Ticket, error) { return s.tickets.Load(client.Gateway()) },
 		OnTicketPickedUp: func(t Ticket) {
 			s.mu.Lock()
 			s.user = t.User
