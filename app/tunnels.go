@@ -10,6 +10,7 @@ import (
 	"fyne.io/fyne/v2/widget"
 
 	"github.com/porthole/porthole/connstr"
+	"github.com/porthole/porthole/internal/format"
 	"github.com/porthole/porthole/tunnel"
 )
 
@@ -205,7 +206,7 @@ func statusText(tv tunnel.TunnelView) string {
 		if tv.Stats.Open == 1 {
 			conns = "connection"
 		}
-		s += fmt.Sprintf(" · %d %s · sent %s · received %s", tv.Stats.Open, conns, size(tv.Stats.BytesUp), size(tv.Stats.BytesDown))
+		s += fmt.Sprintf(" · %d %s · sent %s · received %s", tv.Stats.Open, conns, format.Bytes(tv.Stats.BytesUp), format.Bytes(tv.Stats.BytesDown))
 		if tv.LastError != "" {
 			s += "\nLast error: " + tv.LastError
 		}
@@ -217,18 +218,6 @@ func statusText(tv tunnel.TunnelView) string {
 		return fmt.Sprintf("Closed · opens on localhost:%d", tv.Port)
 	}
 	return "Closed · opens on a free port, which is then kept"
-}
-
-func size(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
 }
 
 func (r *tunnelRow) toggled(on bool) {

@@ -23,6 +23,7 @@ import (
 
 	"golang.org/x/term"
 
+	"github.com/porthole/porthole/internal/format"
 	"github.com/porthole/porthole/tunnel"
 )
 
@@ -319,10 +320,41 @@ func (c *command) logout(ctx context.Context, args []string) error {
 	return nil
 }
 
+// status says who is signed in where, then what every running porthole
+// open is doing: each tunnel's connections, traffic and last error. The
+// tunnels are shown even when the sign-in is the problem.
 func (c *command) status(ctx context.Context, args []string) error {
 	if _, err := parse(c.flags("status"), args); err != nil {
 		return err
 	}
+	serr := c.signedInStatus(ctx)
+	path, err := c.settingsPath()
+	if err != nil {
+		return err
+	}
+	states, err := tunnel.ReadRunStates(tunnel.RunStateDir(path))
+	if err != nil {
+		fmt.Fprintf(c.env.Stderr, "warning: %v\n", err)
+	}
+	if len(states) == 0 {
+		fmt.Fprintln(c.env.Stdout, "No porthole open is running.")
+	}
+	for _, st := range states {
+		fmt.Fprintf(c.env.Stdout, "porthole open (pid %d, since %s), %s as %s:\n", st.PID, st.Started.Local().Format("2006-01-02 15:04"), st.Gateway, st.User)
+		w := tabwriter.NewWriter(c.env.Stdout, 0, 4, 2, ' ', 0)
+		for _, t := range st.Tunnels {
+			fmt.Fprintf(w, "  %s -> %s\t%d open, %d in all\tsent %s, received %s\t%s\n", t.Context, t.Listen, t.Open, t.Accepted,
+				format.Bytes(t.BytesUp), format.Bytes(t.BytesDown), t.Target)
+			if t.LastError != "" {
+				fmt.Fprintf(w, "    last error at %s: %s\n", t.LastErrorAt.Local().Format("15:04:05"), t.LastError)
+			}
+		}
+		w.Flush()
+	}
+	return serr
+}
+
+func (c *command) signedInStatus(ctx context.Context) error {
 	client, _, _, err := c.session()
 	if err != nil {
 		return err
@@ -427,6 +459,7 @@ func (c *command) open(ctx context.Context, args []string) error {
 	}
 	defer m.Close()
 	var addrs []net.Addr
+	targets := map[string]string{} // context -> what the reachability check said
 	for _, arg := range pos {
 		name, port, err := tunnel.ParseTarget(arg)
 		if err != nil {
@@ -442,9 +475,25 @@ func (c *command) open(ctx context.Context, args []string) error {
 			return explain(err)
 		}
 		addrs = append(addrs, f.Addr())
-		fmt.Fprintf(c.env.Stdout, "%s -> %s\n", f.Context(), f.Addr())
+		// Say now whether the target answers, rather than letting a
+		// database client meet a refusal on its first connection.
+		check := "the gateway did not say whether it reaches the target"
+		if tc, err := client.CheckTarget(ctx, f.Context()); err == nil {
+			check = tc.Message
+			if !tc.Reachable {
+				fmt.Fprintf(c.env.Stderr, "porthole: warning: %s: %s The tunnel stays open; connections fail until the target answers.\n", f.Context(), tc.Message)
+			}
+		} else {
+			fmt.Fprintf(c.env.Stderr, "porthole: warning: %s: %s (%v)\n", f.Context(), check, err)
+		}
+		targets[f.Context()] = check
+		fmt.Fprintf(c.env.Stdout, "%s -> %s (target: %s)\n", f.Context(), f.Addr(), lowerFirst(strings.TrimSuffix(check, ".")))
 	}
 	fmt.Fprintln(c.env.Stdout, "Tunnels are open; press Ctrl-C to close them.")
+	// porthole status, in another terminal, reads what this process
+	// reports: each tunnel's connections, traffic and last error.
+	stopReport := c.reportRunState(m, client.Gateway(), t.User, targets)
+	defer stopReport()
 	if c.env.Ready != nil {
 		c.env.Ready(addrs)
 	}
@@ -453,6 +502,63 @@ func (c *command) open(ctx context.Context, args []string) error {
 	m.Close()
 	fmt.Fprintf(c.env.Stdout, "Closed every tunnel in %s.\n", time.Since(start).Round(time.Millisecond))
 	return nil
+}
+
+// lowerFirst puts a sentence inside another one: "Reachable" -> "reachable".
+func lowerFirst(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToLower(s[:1]) + s[1:]
+}
+
+// runStatePeriod is how often a running open refreshes its run state.
+const runStatePeriod = time.Second
+
+// reportRunState keeps this process's run state file current until the
+// returned function is called, which removes it.
+func (c *command) reportRunState(m *tunnel.Manager, gateway, user string, targets map[string]string) (stop func()) {
+	path, err := c.settingsPath()
+	if err != nil {
+		return func() {}
+	}
+	dir := tunnel.RunStateDir(path)
+	st := tunnel.RunState{PID: os.Getpid(), Gateway: gateway, User: user, Started: time.Now().UTC()}
+	write := func() {
+		st.Tunnels = st.Tunnels[:0]
+		for _, f := range m.Forwarders() {
+			fs := f.Stats()
+			rt := tunnel.RunTunnel{Context: f.Context(), Listen: f.Addr().String(), Open: fs.Open, Accepted: fs.Accepted,
+				BytesUp: fs.BytesUp, BytesDown: fs.BytesDown, Target: targets[f.Context()], LastErrorAt: fs.LastErrorAt}
+			if fs.LastError != nil {
+				rt.LastError = fs.LastError.Error()
+			}
+			st.Tunnels = append(st.Tunnels, rt)
+		}
+		if err := tunnel.WriteRunState(dir, st); err != nil {
+			fmt.Fprintf(c.env.Stderr, "porthole: warning: porthole status will not see these tunnels: %v\n", err)
+		}
+	}
+	write()
+	done, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		t := time.NewTicker(runStatePeriod)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				write()
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-stopped
+		tunnel.RemoveRunState(dir, st.PID)
+	}
 }
 
 func (c *command) launch(ctx context.Context, args []string) error {

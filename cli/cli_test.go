@@ -341,3 +341,63 @@ func TestLoginKeepsTheCAPathAbsolute(t *testing.T) {
 		t.Fatalf("a missing CA file: %v", err)
 	}
 }
+
+// open says at once when a tunnel's target does not answer, and porthole
+// status in another terminal shows each tunnel's connections and last
+// error; the error clears once a connection goes through again.
+func TestOpenChecksTheTargetAndStatusShowsErrors(t *testing.T) {
+	url, gw := startGateway(t)
+	down, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	downAddr := down.Addr().String()
+	down.Close() // nothing listens there now: the target is down
+	if _, err := gw.CreateTunnel(t.Context(), "test", gateway.TunnelSpec{Context: "db", SocketAddress: downAddr}); err != nil {
+		t.Fatal(err)
+	}
+	r := newRunner(t)
+	if _, err := r.run(t.Context(), "admin-password\n", "login", "--gateway", url, "--user", "admin", "--password-stdin"); err != nil {
+		t.Fatal(err)
+	}
+	out, err := r.run(t.Context(), "", "status")
+	if err != nil || !strings.Contains(out, "No porthole open is running.") {
+		t.Fatalf("status before open: %v\n%s", err, out)
+	}
+	addrs, openOut := r.startOpen("db:0", "echo:0")
+	for _, want := range []string{"porthole: warning: db: Not reachable from the gateway: connection refused.", "(target: reachable in "} {
+		if !strings.Contains(openOut.String(), want) {
+			t.Fatalf("open output lacks %q:\n%s", want, openOut)
+		}
+	}
+	// A database client's connection is refused with the reason, at once.
+	if got, _ := echoThrough(addrs[0], "hello"); got != "" {
+		t.Fatalf("a down target answered %q", got)
+	}
+	waitFor(t, "the refusal on the terminal", func() bool {
+		return strings.Contains(openOut.String(), "porthole: db: the gateway refused the connection: ")
+	}, openOut)
+	var status string
+	waitFor(t, "status to show the last error", func() bool {
+		status, _ = r.run(t.Context(), "", "status")
+		return strings.Contains(status, "last error at ") && strings.Contains(status, "connection refused")
+	}, &status)
+	for _, want := range []string{"Signed in to " + url, "porthole open (pid ", "db -> " + addrs[0].String(), "echo -> " + addrs[1].String()} {
+		if !strings.Contains(status, want) {
+			t.Fatalf("status lacks %q:\n%s", want, status)
+		}
+	}
+	// The administrator points the tunnel at a working database: the next
+	// connection goes through and the error is gone.
+	addr := gwtest.UpperAfterEOF(t)
+	if _, err := gw.UpdateTunnel(t.Context(), "test", "db", gateway.TunnelPatch{SocketAddress: &addr}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := echoThrough(addrs[0], "back"); got != "BACK" {
+		t.Fatalf("after the target came back: %q %v", got, err)
+	}
+	waitFor(t, "status to drop the error", func() bool {
+		status, _ = r.run(t.Context(), "", "status")
+		return strings.Contains(status, "db -> ") && !strings.Contains(status, "last error")
+	}, &status)
+}

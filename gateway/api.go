@@ -242,6 +242,30 @@ func (s *Server) myTunnel(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// TargetCheck says whether the gateway reaches a tunnel's target now.
+type TargetCheck struct {
+	Reachable bool `json:"reachable"`
+	// Message says how fast, or why not, without the target's address.
+	Message string `json:"message"`
+}
+
+// checkTarget dials a tunnel's target for a user who may use the tunnel,
+// so a client can say at once that a database is down instead of letting
+// the first connection fail.
+func (s *Server) checkTarget(w http.ResponseWriter, r *http.Request) error {
+	p, err := s.authenticate(r)
+	if err != nil {
+		return err
+	}
+	t, err := s.lookupTunnel(r, p)
+	if err != nil {
+		return err
+	}
+	msg, ok := s.testDial(r.Context(), t.SocketAddress)
+	writeJSON(w, http.StatusOK, TargetCheck{Reachable: ok, Message: msg})
+	return nil
+}
+
 func (s *Server) lookupTunnel(r *http.Request, p *principal) (store.Tunnel, error) {
 	name := r.PathValue("context")
 	key := strings.ToLower(name)

@@ -3,6 +3,7 @@ package gateway
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -417,4 +418,30 @@ func TestCrossOriginAPI(t *testing.T) {
 		t.Fatalf("cross-site POST: status %d", resp.StatusCode)
 	}
 	g.mustCall(404, "GET", "/api/v1/admin/tunnels/evil", admin, nil)
+}
+
+// A client asks whether the gateway reaches a tunnel's target before the
+// first connection; the answer never shows the address to non-admins.
+func TestCheckTarget(t *testing.T) {
+	g := startGateway(t)
+	admin := g.admin()
+	alice := g.addUser(admin, "alice", "staff@Prod")
+	closed, _ := net.Listen("tcp", "127.0.0.1:0")
+	downAddr := closed.Addr().String()
+	closed.Close()
+	g.mustCall(201, "POST", "/api/v1/admin/tunnels", admin, TunnelSpec{Context: "up", SocketAddress: echoServer(t), UserGroups: "staff@Prod"})
+	g.mustCall(201, "POST", "/api/v1/admin/tunnels", admin, TunnelSpec{Context: "down", SocketAddress: downAddr, UserGroups: "staff@Prod"})
+	g.mustCall(201, "POST", "/api/v1/admin/tunnels", admin, TunnelSpec{Context: "theirs", SocketAddress: downAddr, UserGroups: "admin@ROOT"})
+	var tc TargetCheck
+	json.Unmarshal(g.mustCall(200, "POST", "/api/v1/tunnels/up/check", alice, nil), &tc)
+	if !tc.Reachable || !strings.HasPrefix(tc.Message, "Reachable in ") {
+		t.Fatalf("up: %+v", tc)
+	}
+	json.Unmarshal(g.mustCall(200, "POST", "/api/v1/tunnels/down/check", alice, nil), &tc)
+	if tc.Reachable || tc.Message != "Not reachable from the gateway: connection refused." || strings.Contains(tc.Message, downAddr) {
+		t.Fatalf("down: %+v", tc)
+	}
+	errBody(t, g.mustCall(403, "POST", "/api/v1/tunnels/theirs/check", alice, nil))
+	errBody(t, g.mustCall(404, "POST", "/api/v1/tunnels/nope/check", alice, nil))
+	errBody(t, g.mustCall(401, "POST", "/api/v1/tunnels/up/check", "", nil))
 }

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/porthole/porthole/connstr"
+	"github.com/porthole/porthole/internal/format"
 	"github.com/porthole/porthole/gateway/acl"
 	"github.com/porthole/porthole/gateway/store"
 	"github.com/porthole/porthole/wire"
@@ -40,25 +41,12 @@ var portalPages = []string{"login", "tunnels", "tunnel_form", "connections", "co
 func portalFuncs(now func() time.Time) template.FuncMap {
 	return template.FuncMap{
 		"ago":   func(t time.Time) string { return humanDuration(now().Sub(t)) + " ago" },
-		"bytes": formatBytes,
+		"bytes": format.Bytes,
 		"details": func(d map[string]any) string {
 			b, _ := json.Marshal(d)
 			return string(b)
 		},
 	}
-}
-
-// formatBytes writes a byte count for people: 1.5 MiB.
-func formatBytes(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
 }
 
 func humanDuration(d time.Duration) string {

@@ -653,6 +653,7 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("/api/v1/me", s.route(methods{"GET": s.me}))
 	mux.Handle("/api/v1/tunnels", s.route(methods{"GET": s.myTunnels}))
 	mux.Handle("/api/v1/tunnels/{context}", s.route(methods{"GET": s.myTunnel}))
+	mux.Handle("/api/v1/tunnels/{context}/check", s.route(methods{"POST": s.checkTarget}))
 	mux.Handle("/api/v1/admin/tunnels", s.route(methods{"GET": s.admin(s.listTunnels), "POST": s.admin(s.postTunnel)}))
 	mux.Handle("/api/v1/admin/tunnels/{context}", s.route(methods{"GET": s.admin(s.getTunnel), "PUT": s.admin(s.putTunnel), "DELETE": s.admin(s.deleteTunnel)}))
 	mux.Handle("/api/v1/admin/environments", s.route(methods{"GET": s.admin(s.listEnvironments), "POST": s.admin(s.postEnvironment)}))

@@ -330,6 +330,18 @@ func (c *Client) Tunnel(ctx context.Context, name string) (TunnelInfo, error) {
 	return t, c.do(ctx, http.MethodGet, "/api/v1/tunnels/"+url.PathEscape(name), nil, &t)
 }
 
+// TargetCheck says whether the gateway reaches a tunnel's target.
+type TargetCheck struct {
+	Reachable bool   `json:"reachable"`
+	Message   string `json:"message"` // "Reachable in 0.4 ms." or why not
+}
+
+// CheckTarget asks the gateway whether it reaches the tunnel's target now.
+func (c *Client) CheckTarget(ctx context.Context, name string) (TargetCheck, error) {
+	var tc TargetCheck
+	return tc, c.do(ctx, http.MethodPost, "/api/v1/tunnels/"+url.PathEscape(name)+"/check", nil, &tc)
+}
+
 // Dial opens a stream through the tunnel named name. A refusal comes back
 // as an *APIError with the gateway's reason.
 func (c *Client) Dial(ctx context.Context, name string) (*wire.Conn, error) {

@@ -421,10 +421,11 @@ type Forwarder struct {
 	accepted  atomic.Int64
 	closeOnce sync.Once
 
-	// mu guards conns and lastErr.
-	mu      sync.Mutex
-	conns   map[*fconn]struct{}
-	lastErr error
+	// mu guards conns, lastErr and lastErrAt.
+	mu        sync.Mutex
+	conns     map[*fconn]struct{}
+	lastErr   error // the last failure, until a connection goes through again
+	lastErrAt time.Time
 }
 
 type forwarderConfig struct {
@@ -466,14 +467,16 @@ type Stats struct {
 	Accepted  int64 // connections accepted so far
 	BytesUp   int64 // local client to target
 	BytesDown int64 // target to local client
-	LastError error // the last connection failure, if any
+	LastError error // the last connection failure, until one goes through again
+	// LastErrorAt is when LastError happened.
+	LastErrorAt time.Time
 }
 
 // Stats returns the forwarder's counters.
 func (f *Forwarder) Stats() Stats {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return Stats{Open: len(f.conns), Accepted: f.accepted.Load(), BytesUp: f.up.Load(), BytesDown: f.down.Load(), LastError: f.lastErr}
+	return Stats{Open: len(f.conns), Accepted: f.accepted.Load(), BytesUp: f.up.Load(), BytesDown: f.down.Load(), LastError: f.lastErr, LastErrorAt: f.lastErrAt}
 }
 
 func (f *Forwarder) serve() {
@@ -524,8 +527,13 @@ func (f *Forwarder) handle(fc *fconn) {
 		fc.local.Close()
 		return
 	}
+	f.recovered()
 	counted := wire.Counted(fc.local, &f.up, &f.down)
 	_, err = wire.Pipe(f.ctx, counted, ws)
+	if err != nil && localEnded(err) {
+		log.Debug("the local program ended its connection abruptly", "err", err)
+		return
+	}
 	if err != nil && f.ctx.Err() == nil {
 		var ce *wire.CloseError
 		if errors.As(err, &ce) {
@@ -558,6 +566,21 @@ func (m *Manager) dialTunnel(ctx context.Context, name string) (net.Conn, error)
 	return m.client.Dial(ctx, name)
 }
 
+// localEnded reports whether err only says that the local program ended
+// its connection abruptly (a reset, or it was gone before the stream's
+// last bytes or end reached it): its own doing, not a tunnel failure.
+func localEnded(err error) bool {
+	var ee *wire.EndError
+	return errors.As(err, &ee) && ee.End == "a" && (wire.IsConnReset(err) || errors.Is(err, syscall.ENOTCONN))
+}
+
+// recovered clears the last error: a connection went through again.
+func (f *Forwarder) recovered() {
+	f.mu.Lock()
+	f.lastErr, f.lastErrAt = nil, time.Time{}
+	f.mu.Unlock()
+}
+
 func (f *Forwarder) fail(log *slog.Logger, err error) {
 	if f.onErr == nil {
 		log.Warn("tunnel connection failed", "err", err)
@@ -565,7 +588,7 @@ func (f *Forwarder) fail(log *slog.Logger, err error) {
 		log.Info("tunnel connection failed", "err", err) // onErr tells the user
 	}
 	f.mu.Lock()
-	f.lastErr = err
+	f.lastErr, f.lastErrAt = err, time.Now()
 	f.mu.Unlock()
 	if f.onErr != nil {
 		f.onErr(f.name, err)

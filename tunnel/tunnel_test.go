@@ -516,3 +516,67 @@ func TestHTTPSGateway(t *testing.T) {
 		t.Fatalf("a key as CA file: %v", err)
 	}
 }
+
+// A local program that ends its connection abruptly (closes before the
+// answer arrives, or resets) is its own doing: no error is reported or
+// kept for the tray to show.
+func TestLocalCloseIsNoError(t *testing.T) {
+	e := newEnv(t)
+	// A target that answers with plenty at once, then half-closes.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				c.Write(make([]byte, 4<<20))
+				c.(*net.TCPConn).CloseWrite()
+				io.Copy(io.Discard, c)
+			}()
+		}
+	}()
+	e.tunnel(gateway.TunnelSpec{Context: "big", SocketAddress: ln.Addr().String()})
+	reported := make(chan error, 16)
+	m := newManager(t, e.admin, func(c *ManagerConfig) { c.OnConnError = func(_ string, err error) { reported <- err } })
+	f, err := m.Start(t.Context(), "big", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ends := map[string]func(c *net.TCPConn){
+		"half-close, then close unread": func(c *net.TCPConn) { c.CloseWrite(); c.Close() },
+		"reset while data flows": func(c *net.TCPConn) {
+			io.ReadFull(c, make([]byte, 1024))
+			c.SetLinger(0)
+			c.Close()
+		},
+		"close after the first bytes": func(c *net.TCPConn) { io.ReadFull(c, make([]byte, 10)); c.Close() },
+	}
+	for name, end := range ends {
+		for range 3 {
+			c, err := net.Dial("tcp", f.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			end(c.(*net.TCPConn))
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for f.Stats().Open > 0 && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+		if st := f.Stats(); st.Open > 0 || st.LastError != nil {
+			t.Fatalf("%s: %d still open, last error %v", name, st.Open, st.LastError)
+		}
+	}
+	select {
+	case err := <-reported:
+		t.Fatalf("a local close was reported as an error: %v", err)
+	default:
+	}
+}

@@ -3,7 +3,6 @@ package wire
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"sync"
@@ -53,7 +52,7 @@ func Pipe(ctx context.Context, a, b net.Conn) (Stats, error) {
 	}
 	other := make(chan result, 1)
 	go func() {
-		n, err := copyHalf(b, a, "a -> b")
+		n, err := copyHalf(b, a, "b", "a")
 		if err != nil {
 			p.fail(err, ClosePeerError, err.Error())
 		}
@@ -61,7 +60,7 @@ func Pipe(ctx context.Context, a, b net.Conn) (Stats, error) {
 	}()
 	var st Stats
 	var err error
-	st.BToA, err = copyHalf(a, b, "b -> a")
+	st.BToA, err = copyHalf(a, b, "a", "b")
 	if err != nil {
 		p.fail(err, ClosePeerError, err.Error())
 	}
@@ -125,26 +124,50 @@ type ReadWaiter interface {
 	WaitReadable() error
 }
 
-// copyHalf copies src to dst until src ends, then passes the end on to dst
-// with CloseWrite. It returns nil for a clean end.
-func copyHalf(dst, src net.Conn, dir string) (int64, error) {
+// EndError is a Pipe that failed at one of its ends: reading from it,
+// writing to it, or passing the end of the stream on to it.
+type EndError struct {
+	End string // "a" or "b": the end that failed
+	Dir string // the direction that was copying: "a -> b" or "b -> a"
+	Op  string // "read", "write" or "close write"
+	Err error
+}
+
+func (e *EndError) Error() string { return e.Dir + ": " + e.Op + ": " + e.Err.Error() }
+func (e *EndError) Unwrap() error { return e.Err }
+
+// copyHalf copies src to dst (the ends named srcName and dstName) until src
+// ends, then passes the end on to dst with CloseWrite. It returns nil for
+// a clean end, else an *EndError.
+func copyHalf(dst, src net.Conn, dstName, srcName string) (int64, error) {
+	dir := srcName + " -> " + dstName
 	var n int64
 	var err error
 	if isTCP(dst) && isTCP(src) {
 		// TCP to TCP (the launcher): let the kernel splice.
 		n, err = io.Copy(dst, src)
+		if err != nil {
+			// io.Copy (splice) does not always say which end failed: a
+			// write, or a broken pipe, is dst's; the rest count as src's.
+			op, end := "read", srcName
+			var oe *net.OpError
+			if (errors.As(err, &oe) && oe.Op == "write") || errors.Is(err, syscall.EPIPE) {
+				op, end = "write", dstName
+			}
+			err = &EndError{End: end, Dir: dir, Op: op, Err: err}
+		}
 	} else {
-		n, err = copyPooled(dst, src)
+		n, err = copyPooled(dst, src, dstName, srcName)
 	}
 	if err != nil {
 		if isCleanEnd(err) {
 			return n, nil
 		}
-		return n, fmt.Errorf("%s: %w", dir, err)
+		return n, err
 	}
 	if cw, ok := dst.(interface{ CloseWrite() error }); ok {
 		if err := cw.CloseWrite(); err != nil && !isCleanEnd(err) {
-			return n, fmt.Errorf("%s: close write: %w", dir, err)
+			return n, &EndError{End: dstName, Dir: dir, Op: "close write", Err: err}
 		}
 		return n, nil
 	}
@@ -156,13 +179,14 @@ func copyHalf(dst, src net.Conn, dir string) (int64, error) {
 // copyPooled copies with a pooled buffer that it holds only while data is
 // flowing: before each read it waits for readability without one (where
 // src can), and it gives the buffer back after each read and write.
-func copyPooled(dst io.Writer, src net.Conn) (int64, error) {
+func copyPooled(dst io.Writer, src net.Conn, dstName, srcName string) (int64, error) {
+	dir := srcName + " -> " + dstName
 	wait := waiterFor(src)
 	var written int64
 	for {
 		if wait != nil {
 			if err := wait(); err != nil {
-				return written, fmt.Errorf("read: %w", err)
+				return written, &EndError{End: srcName, Dir: dir, Op: "read", Err: err}
 			}
 		}
 		bp := bufPool.Get().(*[]byte)
@@ -172,7 +196,7 @@ func copyPooled(dst io.Writer, src net.Conn) (int64, error) {
 			written += int64(nw)
 			if werr != nil {
 				bufPool.Put(bp)
-				return written, fmt.Errorf("write: %w", werr)
+				return written, &EndError{End: dstName, Dir: dir, Op: "write", Err: werr}
 			}
 		}
 		bufPool.Put(bp)
@@ -180,7 +204,7 @@ func copyPooled(dst io.Writer, src net.Conn) (int64, error) {
 			return written, nil
 		}
 		if rerr != nil {
-			return written, fmt.Errorf("read: %w", rerr)
+			return written, &EndError{End: srcName, Dir: dir, Op: "read", Err: rerr}
 		}
 	}
 }
