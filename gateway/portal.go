@@ -20,9 +20,9 @@ import (
 	"time"
 
 	"github.com/porthole/porthole/connstr"
-	"github.com/porthole/porthole/internal/format"
 	"github.com/porthole/porthole/gateway/acl"
 	"github.com/porthole/porthole/gateway/store"
+	"github.com/porthole/porthole/internal/format"
 	"github.com/porthole/porthole/wire"
 )
 
