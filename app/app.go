@@ -18,6 +18,7 @@ import (
 // Backend is what the UI needs from Porthole; *tunnel.Service is one.
 type Backend interface {
 	Settings() tunnel.Settings
+	SettingsProblem() string
 	Identity() (gateway, user string)
 	Resume(ctx context.Context) error
 	SignIn(ctx context.Context, gateway, user, password string) error
@@ -130,14 +131,18 @@ func (u *UI) Window() fyne.Window { return u.win }
 // Start shows the UI: with a kept ticket it resumes (opening auto-start
 // tunnels); otherwise it shows the sign-in form.
 func (u *UI) Start() {
-	u.showSignIn("")
+	// What was wrong with settings.json is shown where the user looks,
+	// whichever page comes up.
+	problem := u.be.SettingsProblem()
+	u.tunnels.setNotice(problem)
+	u.showSignIn(problem)
 	u.win.Show()
 	go func() {
 		err := u.be.Resume(u.ctx)
 		u.do(func() {
 			if err != nil {
 				if !isNoTicket(err) {
-					u.signIn.setError(explain(err, u.be.Settings().Gateway))
+					u.signIn.setError(strings.TrimSpace(problem + "\n" + explain(err, u.be.Settings().Gateway)))
 				}
 				return
 			}

@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -174,11 +175,18 @@ func TestSignInToggleAndBytes(t *testing.T) {
 	if state, _ := trayState(h.svc.Tunnels()); state != "open" {
 		t.Fatalf("tray state %s", state)
 	}
-	// Copy connection string.
+	// Copy connection string: the button says so, and offers to copy
+	// again a moment later, also across the window's refreshes.
+	copiedFor = 300 * time.Millisecond
 	test.Tap(r.copy)
 	if got := h.app.Clipboard().Content(); !strings.Contains(got, "localhost:"+r.port.Text) && !strings.Contains(got, "port="+r.port.Text) {
 		t.Fatalf("clipboard %q", got)
 	}
+	h.ui.tunnels.update()
+	if r.copy.Text != copiedLabel {
+		t.Fatalf("after a copy the button says %q", r.copy.Text)
+	}
+	h.pump("the copy button to reset", func() bool { return r.copy.Text == copyLabel })
 	// Toggle closes it.
 	test.Tap(r.toggle)
 	h.pump("the tunnel closed", func() bool { return r.view.State == tunnel.Closed })
@@ -193,6 +201,67 @@ func menuText(m *fyne.Menu) string {
 		parts = append(parts, it.Label)
 	}
 	return strings.Join(parts, " | ")
+}
+
+// A broken settings.json is explained on the window the user sees, with
+// where the broken file went; what could be read of it still works.
+func TestBrokenSettingsAreShown(t *testing.T) {
+	gw, dir := setup(t)
+	path := filepath.Join(dir, "settings.json")
+	if err := os.WriteFile(path, []byte(`{"gateway": "`+gw.URL+`", "user": "admin", "tunnels": {"echo": {"localPort": "x"}}, "gatway": 1}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t, gw, dir)
+	h.ui.Start()
+	h.pump("the sign-in form", func() bool { return h.ui.win.Content() == h.ui.signIn.content })
+	msg := h.ui.signIn.errLabel.Text
+	kept, _ := filepath.Glob(path + ".broken-*")
+	if len(kept) != 1 || !strings.Contains(msg, "kept as "+kept[0]) || !strings.Contains(msg, `tunnels.echo: "localPort" must be a number`) ||
+		!strings.Contains(msg, "gatway") || !h.ui.signIn.errLabel.Visible() {
+		t.Fatalf("sign-in shows %q (backups %v)", msg, kept)
+	}
+	// The gateway and user were kept, so signing in needs only the password.
+	if h.ui.signIn.gateway.Text != gw.URL || h.ui.signIn.user.Text != "admin" {
+		t.Fatalf("prefilled %q %q", h.ui.signIn.gateway.Text, h.ui.signIn.user.Text)
+	}
+	test.Type(h.ui.signIn.password, gwtest.AdminPassword)
+	test.Tap(h.ui.signIn.button)
+	h.pump("the tunnel list", h.onTunnels)
+	if !strings.Contains(h.ui.tunnels.notice.Text, "kept as") || !h.ui.tunnels.notice.Visible() {
+		t.Fatalf("the tunnel list does not show the problem: %q", h.ui.tunnels.notice.Text)
+	}
+}
+
+// A sign-in made with the CLI while the tray asks for one is picked up:
+// the tray shows the tunnels again and connections go through.
+func TestSignInFromTheCLIIsPickedUp(t *testing.T) {
+	gw, dir := setup(t)
+	h := newHarness(t, gw, dir)
+	h.ui.Start()
+	h.pump("the sign-in form", func() bool { return h.ui.win.Content() == h.ui.signIn.content })
+	h.signIn(gw.URL, "admin", gwtest.AdminPassword)
+	h.pump("the tunnel list", h.onTunnels)
+	r := h.row("echo")
+	test.Tap(r.toggle)
+	h.pump("the tunnel open", func() bool { return r.view.State == tunnel.Open })
+	// The session ends (signed out elsewhere) ...
+	old, _ := h.tickets.Load(gw.URL)
+	cli, _ := tunnel.NewClient(gw.URL, tunnel.ClientOptions{})
+	cli.SetTicket(old.Ticket)
+	if err := cli.Logout(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	// ... and the CLI signs in again, into the shared keyring.
+	fresh, err := cli.Login(t.Context(), "admin", gwtest.AdminPassword)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.tickets.Save(gw.URL, fresh); err != nil {
+		t.Fatal(err)
+	}
+	if got := roundTrip(t, r.view.Addr, "picked up"); got != "PICKED UP" {
+		t.Fatalf("got %q", got)
+	}
 }
 
 func TestSignInMessages(t *testing.T) {

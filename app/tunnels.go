@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"fyne.io/fyne/v2"
 	"fyne.io/fyne/v2/container"
@@ -18,6 +19,7 @@ import (
 type tunnelList struct {
 	u         *UI
 	who       *widget.Label
+	notice    *widget.Label // a problem to know about (a broken settings.json)
 	empty     *widget.Label
 	rowsBox   *fyne.Container
 	rows      map[string]*tunnelRow
@@ -27,7 +29,9 @@ type tunnelList struct {
 }
 
 func newTunnelList(u *UI) *tunnelList {
-	l := &tunnelList{u: u, who: label(""), rows: map[string]*tunnelRow{}, rowsBox: container.NewVBox()}
+	l := &tunnelList{u: u, who: label(""), notice: label(""), rows: map[string]*tunnelRow{}, rowsBox: container.NewVBox()}
+	l.notice.Importance = widget.WarningImportance
+	l.notice.Hide()
 	l.empty = label("No tunnels are open to you on this gateway yet. Ask an administrator to add you to a group that a tunnel admits.")
 	l.autostart = widget.NewCheck("Start Porthole when I log in", func(on bool) {
 		if err := u.opts.Autostart.Set(on); err != nil {
@@ -50,10 +54,20 @@ func newTunnelList(u *UI) *tunnelList {
 		}()
 	})
 	signOut := widget.NewButton("Sign out", u.signOut)
-	top := container.NewBorder(nil, nil, nil, container.NewHBox(openAll, refresh, signOut), l.who)
+	top := container.NewVBox(container.NewBorder(nil, nil, nil, container.NewHBox(openAll, refresh, signOut), l.who), l.notice)
 	l.content = container.NewBorder(top, container.NewPadded(l.autostart), nil, nil,
 		container.NewVScroll(container.NewVBox(l.empty, l.rowsBox)))
 	return l
+}
+
+// setNotice shows msg above the tunnels ("" hides it).
+func (l *tunnelList) setNotice(msg string) {
+	l.notice.SetText(msg)
+	if msg == "" {
+		l.notice.Hide()
+	} else {
+		l.notice.Show()
+	}
 }
 
 // rebuild makes rows for the current tunnels.
@@ -116,6 +130,7 @@ type tunnelRow struct {
 	copy     *widget.Button
 	box      fyne.CanvasObject
 	view     tunnel.TunnelView
+	copied   int  // copies made; a reset of the button is for the last one only
 	updating bool // set while the row shows new state, so handlers ignore it
 	edited   bool // the user is typing a port
 }
@@ -145,9 +160,13 @@ func newTunnelRow(u *UI, name string) *tunnelRow {
 	}
 	r.port.OnSubmitted = func(string) { r.applyPort() }
 	r.apply = widget.NewButton("Use port", r.applyPort)
-	r.strings = widget.NewSelect(nil, nil)
+	r.strings = widget.NewSelect(nil, func(string) {
+		if !r.updating { // the user chose another string: offer to copy it
+			r.copy.SetText(copyLabel)
+		}
+	})
 	r.strings.PlaceHolder = "Connection string…"
-	r.copy = widget.NewButton("Copy connection string", r.copyString)
+	r.copy = widget.NewButton(copyLabel, r.copyString)
 	portBox := container.NewHBox(widget.NewLabel("Local port"), container.NewGridWrap(fyne.NewSize(110, r.port.MinSize().Height), r.port), r.apply)
 	r.box = container.NewVBox(
 		container.NewHBox(r.title, r.toggle, r.auto),
@@ -268,11 +287,29 @@ func (r *tunnelRow) showPortMsg(msg string) {
 	}
 }
 
+// copyLabel is the copy button's text; copiedLabel replaces it for
+// copiedFor after a copy.
+const (
+	copyLabel   = "Copy connection string"
+	copiedLabel = "Copied"
+)
+
+var copiedFor = 2 * time.Second
+
 func (r *tunnelRow) copyString() {
 	for _, e := range connstr.For(connstr.Kind(r.view.Info.Kind), r.view.Port) {
 		if e.Label == r.strings.Selected {
 			r.u.app.Clipboard().SetContent(e.Text)
-			r.copy.SetText("Copied")
+			r.copy.SetText(copiedLabel)
+			r.copied++
+			n := r.copied
+			time.AfterFunc(copiedFor, func() {
+				r.u.do(func() {
+					if r.copied == n { // not copied again since
+						r.copy.SetText(copyLabel)
+					}
+				})
+			})
 			return
 		}
 	}

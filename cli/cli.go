@@ -107,6 +107,8 @@ func Run(ctx context.Context, args []string, env Env) error {
 
 type command struct {
 	env Env
+	// brokenSettings says settings.json was broken when it was read.
+	brokenSettings bool
 }
 
 func (c *command) flags(name string) *flag.FlagSet {
@@ -138,7 +140,8 @@ func (c *command) settingsPath() (string, error) {
 	return tunnel.SettingsPath()
 }
 
-// settings loads settings.json; a broken file is reported and ignored.
+// settings loads settings.json; what is wrong with it (unknown keys, a
+// broken file and where it was kept) is reported on stderr.
 func (c *command) settings() (tunnel.Settings, string, error) {
 	path, err := c.settingsPath()
 	if err != nil {
@@ -147,6 +150,7 @@ func (c *command) settings() (tunnel.Settings, string, error) {
 	s, err := tunnel.LoadSettings(path)
 	if err != nil {
 		fmt.Fprintf(c.env.Stderr, "warning: %v\n", err)
+		c.brokenSettings = errors.Is(err, tunnel.ErrBrokenSettings)
 	}
 	return s, path, nil
 }
@@ -170,6 +174,9 @@ func (c *command) session() (*tunnel.Client, tunnel.Ticket, tunnel.Settings, err
 		return nil, tunnel.Ticket{}, s, err
 	}
 	if s.Gateway == "" {
+		if c.brokenSettings {
+			return nil, tunnel.Ticket{}, s, errors.New("your gateway is not known: settings.json was broken (see the warning above); run porthole login --gateway URL --user NAME")
+		}
 		return nil, tunnel.Ticket{}, s, errors.New("not signed in: run porthole login --gateway URL --user NAME")
 	}
 	client, err := tunnel.NewClient(s.Gateway, tunnel.ClientOptions{CAFile: s.CA})

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -400,4 +401,35 @@ func TestOpenChecksTheTargetAndStatusShowsErrors(t *testing.T) {
 		status, _ = r.run(t.Context(), "", "status")
 		return strings.Contains(status, "db -> ") && !strings.Contains(status, "last error")
 	}, &status)
+}
+
+// A broken settings.json is reported with what was wrong and where the
+// file went; a gateway that could still be read keeps the user signed in.
+func TestBrokenSettings(t *testing.T) {
+	url, _ := startGateway(t)
+	r := newRunner(t)
+	if _, err := r.run(t.Context(), "admin-password\n", "login", "--gateway", url, "--user", "admin", "--password-stdin"); err != nil {
+		t.Fatal(err)
+	}
+	// Part of it broken: the gateway survives, so the ticket still counts.
+	os.WriteFile(r.settings, []byte(`{"gateway": "`+url+`", "user": 7, "tunels": {}}`), 0o600)
+	out, err := r.run(t.Context(), "", "list")
+	if err != nil || !strings.Contains(out, "echo") {
+		t.Fatalf("list with a partly broken file: %v\n%s", err, out)
+	}
+	kept, _ := filepath.Glob(r.settings + ".broken-*")
+	for _, want := range []string{`"user" must be a string`, "kept as " + kept[0], "still used: gateway " + url, `tunels`} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("warning lacks %q:\n%s", want, out)
+		}
+	}
+	// Wholly broken: the user is told why the gateway is forgotten.
+	os.WriteFile(r.settings, []byte(`{"gateway": "`+url+`",`), 0o600)
+	out, err = r.run(t.Context(), "", "list")
+	if err == nil || !strings.Contains(err.Error(), "settings.json was broken") || !strings.Contains(out, "is not valid JSON") || !strings.Contains(out, "kept as ") {
+		t.Fatalf("list with a broken file: %v\n%s", err, out)
+	}
+	if kept, _ := filepath.Glob(r.settings + ".broken-*"); len(kept) != 2 {
+		t.Fatalf("the two broken files were not both kept: %v", kept)
+	}
 }

@@ -100,6 +100,7 @@ type Service struct {
 	failed   map[string]string    // context (lower) -> why it could not open
 	down     map[string]time.Time // context (lower) -> since when the gateway did not answer
 	probing  bool
+	problem  string // what was wrong with settings.json at start ("" if nothing)
 }
 
 // NewService loads the settings (a broken file is reported through
@@ -134,6 +135,7 @@ func NewService(cfg ServiceConfig) (*Service, error) {
 	}
 	st, err := LoadSettings(s.path)
 	if err != nil {
+		s.problem = err.Error()
 		s.notify("Porthole settings", err.Error())
 	}
 	s.settings = st
@@ -151,6 +153,15 @@ func (s *Service) changed() {
 	if s.cfg.OnChange != nil {
 		s.cfg.OnChange()
 	}
+}
+
+// SettingsProblem says what was wrong with settings.json when the service
+// started (and where a broken file was kept), for the window to show; ""
+// when nothing was.
+func (s *Service) SettingsProblem() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.problem
 }
 
 // Settings returns a copy of the current settings.

@@ -5,17 +5,39 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 )
 
-// TunnelSettings are a user's choices for one tunnel.
+// TunnelSettings are a user's choices for one tunnel. Keys this version
+// does not know are kept and written back unchanged.
 type TunnelSettings struct {
 	// LocalPort is the port to listen on; 0 means the gateway's suggestion.
 	LocalPort int `json:"localPort,omitempty"`
 	// AutoStart opens the tunnel when the tray app starts.
 	AutoStart bool `json:"autoStart,omitempty"`
+
+	extra map[string]json.RawMessage
+}
+
+// MarshalJSON writes known and kept unknown fields.
+func (t TunnelSettings) MarshalJSON() ([]byte, error) {
+	out := map[string]any{}
+	for k, v := range t.extra {
+		out[k] = v
+	}
+	if t.LocalPort != 0 {
+		out["localPort"] = t.LocalPort
+	}
+	if t.AutoStart {
+		out["autoStart"] = t.AutoStart
+	}
+	return json.Marshal(out)
 }
 
 // Settings is settings.json, shared by the CLI and the tray app. Fields
@@ -47,18 +69,71 @@ func ConfigDir() (string, error) {
 	return filepath.Dir(p), nil
 }
 
-var knownSettings = map[string]bool{"gateway": true, "user": true, "ca": true, "tunnels": true}
+var (
+	knownSettings       = []string{"gateway", "user", "ca", "tunnels"}
+	knownTunnelSettings = []string{"localPort", "autoStart"}
+)
 
-// ErrBrokenSettings marks a settings file that exists but cannot be read;
-// LoadSettings then returns safe defaults, and SaveSettings first keeps a
-// copy of the broken file.
+// ErrBrokenSettings marks a settings file that exists but cannot be read
+// as a whole (see SettingsProblem).
 var ErrBrokenSettings = errors.New("settings file is broken")
+
+// SettingsProblem is what was wrong with settings.json. LoadSettings
+// returns it beside the settings it could use; errors.Is(p,
+// ErrBrokenSettings) holds when the file could not be read as a whole.
+type SettingsProblem struct {
+	Path string
+	// Broken says why the file, or part of it, could not be used; "" when
+	// only Unknown is set.
+	Broken string
+	// Backup is where the broken file was kept, untouched ("" when it was
+	// not moved).
+	Backup string
+	// Kept says what of a broken file was still used ("" when nothing).
+	Kept string
+	// Unknown lists keys this version does not know ("gatway",
+	// "tunnels.mysql.localport"): kept in the file, not used.
+	Unknown []string
+}
+
+func (p *SettingsProblem) Error() string {
+	var b strings.Builder
+	if p.Broken != "" {
+		fmt.Fprintf(&b, "%s is broken: %s", p.Path, p.Broken)
+		switch {
+		case p.Backup != "":
+			fmt.Fprintf(&b, "; the file was kept as %s", p.Backup)
+		default:
+			b.WriteString("; the file was left as it is")
+		}
+		if p.Kept != "" {
+			fmt.Fprintf(&b, "; still used: %s", p.Kept)
+		} else {
+			b.WriteString("; Porthole uses its defaults (sign in again)")
+		}
+	}
+	if len(p.Unknown) > 0 {
+		if b.Len() > 0 {
+			b.WriteString("; ")
+		}
+		fmt.Fprintf(&b, "%s has keys Porthole does not know, kept but not used: %s", p.Path, strings.Join(p.Unknown, ", "))
+	}
+	return b.String()
+}
+
+// Is makes errors.Is(p, ErrBrokenSettings) true for a broken file.
+func (p *SettingsProblem) Is(target error) bool { return target == ErrBrokenSettings && p.Broken != "" }
 
 // LoadSettings reads the settings at path, with the machine-wide gateway
 // IT may have set (see machineGateway) when the user's file names none. A
-// missing file gives those defaults and no error. A broken one gives empty settings and an error
-// wrapping ErrBrokenSettings that says what is wrong, so the caller can
-// tell the user and carry on.
+// missing file gives those defaults and no error.
+//
+// Whatever is wrong comes back as a *SettingsProblem beside the settings
+// that could be used, for the caller to show: keys this version does not
+// know (kept, not used), or a broken file. A broken file is moved aside,
+// untouched, to settings.json.broken-TIME; what could still be read of it
+// (a valid gateway, user or tunnel entry) is kept and saved in its place,
+// so the user stays signed in where possible and nothing is lost.
 func LoadSettings(path string) (Settings, error) {
 	s, err := loadUserSettings(path)
 	if s.Gateway == "" {
@@ -74,27 +149,191 @@ func loadUserSettings(path string) (Settings, error) {
 		return s, nil
 	}
 	if err != nil {
-		return s, fmt.Errorf("%w: %s: %v", ErrBrokenSettings, path, err)
+		return s, &SettingsProblem{Path: path, Broken: err.Error()}
 	}
 	if len(bytes.TrimSpace(b)) == 0 {
 		return s, nil
 	}
+	s, broken, unknown := decodeSettings(b)
+	if broken == "" {
+		if len(unknown) > 0 {
+			return s, &SettingsProblem{Path: path, Unknown: unknown}
+		}
+		return s, nil
+	}
+	p := &SettingsProblem{Path: path, Broken: broken, Unknown: unknown, Kept: s.describe()}
+	backup, err := keepBroken(path)
+	if err != nil {
+		p.Broken += fmt.Sprintf(" (and it could not be kept aside: %v)", err)
+		return s, p
+	}
+	p.Backup = backup
+	if p.Kept != "" {
+		if err := SaveSettings(path, s); err != nil {
+			p.Broken += fmt.Sprintf(" (what could be read was not saved: %v)", err)
+		}
+	}
+	return s, p
+}
+
+// keepBroken moves a broken settings file aside, untouched, to a name no
+// earlier copy has.
+func keepBroken(path string) (string, error) {
+	base := path + ".broken-" + time.Now().Format("20060102-150405")
+	keep := base
+	for i := 2; ; i++ {
+		if _, err := os.Lstat(keep); errors.Is(err, os.ErrNotExist) {
+			break
+		}
+		keep = fmt.Sprintf("%s-%d", base, i)
+	}
+	if err := os.Rename(path, keep); err != nil {
+		return "", err
+	}
+	return keep, nil
+}
+
+// decodeSettings reads as much of a settings file as it can: broken says
+// what could not be read ("" when all of it could), unknown lists keys
+// this version does not know.
+func decodeSettings(b []byte) (s Settings, broken string, unknown []string) {
 	var raw map[string]json.RawMessage
 	if err := json.Unmarshal(b, &raw); err != nil {
-		return Settings{}, fmt.Errorf("%w: %s is not valid JSON (%v); using defaults", ErrBrokenSettings, path, err)
+		var v any
+		if json.Unmarshal(b, &v) == nil {
+			return Settings{}, "it must hold a JSON object like {\"gateway\": \"https://...\"}", nil
+		}
+		return Settings{}, "it is not valid JSON (" + describeJSONError(b, err) + ")", nil
 	}
-	if err := json.Unmarshal(b, &s); err != nil {
-		return Settings{}, fmt.Errorf("%w: %s: %v; using defaults", ErrBrokenSettings, path, err)
+	var problems []string
+	field := func(key string, into any) {
+		v, ok := raw[key]
+		if !ok {
+			return
+		}
+		if err := json.Unmarshal(v, into); err != nil {
+			problems = append(problems, fmt.Sprintf("%q must be %s", key, jsonKind(into)))
+		}
 	}
-	for k, v := range raw {
-		if !knownSettings[k] {
+	field("gateway", &s.Gateway)
+	field("user", &s.User)
+	field("ca", &s.CA)
+	if v, ok := raw["tunnels"]; ok {
+		var tunnels map[string]json.RawMessage
+		if err := json.Unmarshal(v, &tunnels); err != nil {
+			problems = append(problems, `"tunnels" must be an object like {"mysql": {"localPort": 13306}}`)
+		}
+		for _, name := range slices.Sorted(maps.Keys(tunnels)) {
+			ts, bad, unk := decodeTunnelSettings(tunnels[name])
+			for _, k := range unk {
+				unknown = append(unknown, "tunnels."+name+"."+k)
+			}
+			if bad != "" {
+				problems = append(problems, fmt.Sprintf("tunnels.%s: %s", name, bad))
+				continue
+			}
+			if s.Tunnels == nil {
+				s.Tunnels = map[string]TunnelSettings{}
+			}
+			s.Tunnels[name] = ts
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(raw)) {
+		if !slices.Contains(knownSettings, k) {
 			if s.extra == nil {
 				s.extra = map[string]json.RawMessage{}
 			}
-			s.extra[k] = v
+			s.extra[k] = raw[k]
+			unknown = append(unknown, k+suggest(k, knownSettings))
 		}
 	}
-	return s, nil
+	return s, strings.Join(problems, "; "), unknown
+}
+
+func decodeTunnelSettings(b []byte) (t TunnelSettings, broken string, unknown []string) {
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return t, `must be an object like {"localPort": 13306, "autoStart": true}`, nil
+	}
+	if v, ok := raw["localPort"]; ok {
+		if err := json.Unmarshal(v, &t.LocalPort); err != nil || t.LocalPort < 0 || t.LocalPort > 65535 {
+			return TunnelSettings{}, `"localPort" must be a number from 1 to 65535`, nil
+		}
+	}
+	if v, ok := raw["autoStart"]; ok {
+		if err := json.Unmarshal(v, &t.AutoStart); err != nil {
+			return TunnelSettings{}, `"autoStart" must be true or false`, nil
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(raw)) {
+		if !slices.Contains(knownTunnelSettings, k) {
+			if t.extra == nil {
+				t.extra = map[string]json.RawMessage{}
+			}
+			t.extra[k] = raw[k]
+			unknown = append(unknown, k+suggest(k, knownTunnelSettings))
+		}
+	}
+	return t, "", unknown
+}
+
+// suggest names the known key an unknown one was probably meant to be.
+func suggest(k string, known []string) string {
+	for _, name := range known {
+		if strings.EqualFold(k, name) {
+			return fmt.Sprintf(" (did you mean %q?)", name)
+		}
+	}
+	return ""
+}
+
+func jsonKind(v any) string {
+	switch v.(type) {
+	case *string:
+		return "a string"
+	}
+	return "of another type"
+}
+
+// describe says which settings s holds, for a message: "gateway
+// https://gw, user alice, 2 tunnels".
+func (s Settings) describe() string {
+	var parts []string
+	if s.Gateway != "" {
+		parts = append(parts, "gateway "+s.Gateway)
+	}
+	if s.User != "" {
+		parts = append(parts, "user "+s.User)
+	}
+	if len(s.Tunnels) > 0 {
+		parts = append(parts, fmt.Sprintf("%d tunnel setting(s)", len(s.Tunnels)))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// describeJSONError adds the line and column to a JSON syntax error.
+func describeJSONError(data []byte, err error) string {
+	var se *json.SyntaxError
+	off := int64(-1)
+	if errors.As(err, &se) {
+		off = se.Offset
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) || strings.Contains(err.Error(), "unexpected end of JSON input") {
+		off = int64(len(data))
+	}
+	if off < 0 {
+		return err.Error()
+	}
+	line, col := 1, 1
+	for _, c := range data[:min(int(off), len(data))] {
+		if c == '\n' {
+			line++
+			col = 1
+		} else {
+			col++
+		}
+	}
+	return fmt.Sprintf("line %d, column %d: %v", line, col, err)
 }
 
 // MarshalJSON writes known and kept unknown fields.
@@ -119,13 +358,15 @@ func (s Settings) MarshalJSON() ([]byte, error) {
 }
 
 // SaveSettings writes s to path atomically (a temporary file renamed over
-// it). If the file there is broken, it is first kept as
-// settings.json.broken-TIME so nothing it held is lost.
+// it). If the file there is broken (someone edited it since it was
+// loaded), it is first kept as settings.json.broken-TIME so nothing it
+// held is lost.
 func SaveSettings(path string, s Settings) error {
-	if _, err := LoadSettings(path); errors.Is(err, ErrBrokenSettings) {
-		keep := path + ".broken-" + time.Now().Format("20060102-150405")
-		if err := os.Rename(path, keep); err != nil {
-			return fmt.Errorf("save settings: keep the broken file: %w", err)
+	if b, err := os.ReadFile(path); err == nil && len(bytes.TrimSpace(b)) > 0 {
+		if _, broken, _ := decodeSettings(b); broken != "" {
+			if _, err := keepBroken(path); err != nil {
+				return fmt.Errorf("save settings: keep the broken file: %w", err)
+			}
 		}
 	}
 	compact, err := json.Marshal(s)

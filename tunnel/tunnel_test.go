@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -411,41 +412,93 @@ func TestSettings(t *testing.T) {
 	if err != nil || s.Gateway != "" {
 		t.Fatalf("missing file: %+v %v", s, err)
 	}
-	// IT's pre-provisioned file with a field this version does not know.
+	// IT's pre-provisioned file with fields this version does not know:
+	// they are reported, used for nothing, and kept.
 	os.MkdirAll(filepath.Dir(path), 0o700)
 	os.WriteFile(path, []byte(`{"gateway": "https://gw.example.com", "proxy": {"mode": "auto"},
-	  "tunnels": {"mysql": {"localPort": 13306, "autoStart": true}}}`), 0o644)
+	  "tunnels": {"mysql": {"localPort": 13306, "autoStart": true, "localport": 1}}}`), 0o644)
 	s, err = LoadSettings(path)
-	if err != nil || s.Gateway != "https://gw.example.com" || s.Tunnels["mysql"].LocalPort != 13306 || !s.Tunnels["mysql"].AutoStart {
-		t.Fatalf("load: %+v %v", s, err)
+	var p *SettingsProblem
+	if !errors.As(err, &p) || errors.Is(err, ErrBrokenSettings) || !slices.Equal(p.Unknown, []string{`tunnels.mysql.localport (did you mean "localPort"?)`, "proxy"}) {
+		t.Fatalf("unknown keys: %v", err)
+	}
+	if s.Gateway != "https://gw.example.com" || s.Tunnels["mysql"].LocalPort != 13306 || !s.Tunnels["mysql"].AutoStart {
+		t.Fatalf("load: %+v", s)
 	}
 	s.User = "alice"
 	if err := SaveSettings(path, s); err != nil {
 		t.Fatal(err)
 	}
 	b, _ := os.ReadFile(path)
-	if !strings.Contains(string(b), `"proxy"`) || !strings.Contains(string(b), `"mode": "auto"`) || !strings.Contains(string(b), `"user": "alice"`) {
-		t.Fatalf("saved settings lost something:\n%s", b)
+	for _, want := range []string{`"proxy"`, `"mode": "auto"`, `"user": "alice"`, `"localport": 1`} {
+		if !strings.Contains(string(b), want) {
+			t.Fatalf("saved settings lost %s:\n%s", want, b)
+		}
 	}
-	// A broken file: clear error, safe defaults, and saving keeps a copy.
-	os.WriteFile(path, []byte(`{"gateway": "https://gw.example.com",`), 0o644)
-	s, err = LoadSettings(path)
-	if !errors.Is(err, ErrBrokenSettings) || !strings.Contains(err.Error(), "not valid JSON") || s.Gateway != "" {
-		t.Fatalf("broken: %+v %v", s, err)
+}
+
+func TestBrokenSettings(t *testing.T) {
+	tests := map[string]struct {
+		body    string
+		want    []string // in the problem's text
+		kept    Settings // what is still used
+		unknown int
+	}{
+		"not JSON":      {body: "{\"gateway\": \"https://gw.example.com\",\n  \"user\": ", want: []string{"is not valid JSON", "line 2", "uses its defaults"}},
+		"not an object": {body: `["https://gw.example.com"]`, want: []string{"must hold a JSON object"}},
+		"a wrong field": {body: `{"gateway": "https://gw.example.com", "user": 5, "tunnels": {"mysql": {"localPort": "x"}, "pg": {"localPort": 15432, "autostart": true}}}`,
+			want: []string{`"user" must be a string`, `tunnels.mysql: "localPort" must be a number`, "still used: gateway https://gw.example.com, 1 tunnel setting(s)"},
+			kept: Settings{Gateway: "https://gw.example.com", Tunnels: map[string]TunnelSettings{"pg": {LocalPort: 15432}}}, unknown: 1},
 	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "settings.json")
+			os.WriteFile(path, []byte(tc.body), 0o600)
+			s, err := LoadSettings(path)
+			var p *SettingsProblem
+			if !errors.Is(err, ErrBrokenSettings) || !errors.As(err, &p) {
+				t.Fatalf("err %v", err)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Fatalf("%q lacks %q", err, w)
+				}
+			}
+			// Nothing is lost: the broken file is kept as it was, and the
+			// message says where.
+			if b, rerr := os.ReadFile(p.Backup); rerr != nil || string(b) != tc.body || !strings.Contains(err.Error(), "kept as "+p.Backup) {
+				t.Fatalf("backup %q: %q %v (%v)", p.Backup, b, rerr, err)
+			}
+			if s.Gateway != tc.kept.Gateway || s.User != tc.kept.User || len(s.Tunnels) != len(tc.kept.Tunnels) || len(p.Unknown) != tc.unknown {
+				t.Fatalf("kept %+v unknown %v, want %+v", s, p.Unknown, tc.kept)
+			}
+			for k, v := range tc.kept.Tunnels {
+				if s.Tunnels[k].LocalPort != v.LocalPort {
+					t.Fatalf("tunnel %s: %+v", k, s.Tunnels[k])
+				}
+			}
+			// What could be read is in place, so the next start is clean
+			// but for the keys still unknown.
+			again, err := LoadSettings(path)
+			if errors.Is(err, ErrBrokenSettings) || again.Gateway != tc.kept.Gateway {
+				t.Fatalf("reload: %+v %v", again, err)
+			}
+			if tc.unknown > 0 {
+				b, _ := os.ReadFile(path)
+				if !strings.Contains(string(b), `"autostart": true`) {
+					t.Fatalf("the unknown key was dropped: %s", b)
+				}
+			}
+		})
+	}
+	// A file broken after it was loaded is kept aside before a save.
+	path := filepath.Join(t.TempDir(), "settings.json")
+	os.WriteFile(path, []byte(`{"gateway": `), 0o600)
 	if err := SaveSettings(path, Settings{Gateway: "https://new.example.com"}); err != nil {
 		t.Fatal(err)
 	}
-	kept, _ := filepath.Glob(path + ".broken-*")
-	if len(kept) != 1 {
+	if kept, _ := filepath.Glob(path + ".broken-*"); len(kept) != 1 {
 		t.Fatalf("broken file not kept: %v", kept)
-	}
-	if b, _ := os.ReadFile(kept[0]); !strings.Contains(string(b), "gw.example.com") {
-		t.Fatalf("kept copy lost the content: %s", b)
-	}
-	os.WriteFile(path, []byte(`{"tunnels": {"mysql": {"localPort": "x"}}}`), 0o644)
-	if _, err := LoadSettings(path); !errors.Is(err, ErrBrokenSettings) {
-		t.Fatalf("wrong type: %v", err)
 	}
 }
 
