@@ -48,6 +48,7 @@ const usage = `porthole: open Porthole tunnels on this computer
 
   porthole login --gateway URL --user NAME [--password-stdin] [--ca FILE]
   porthole logout
+  porthole passwd [--password-stdin]
   porthole status
   porthole list
   porthole open CONTEXT[:PORT]... [--bind ADDR]
@@ -89,6 +90,8 @@ func Run(ctx context.Context, args []string, env Env) error {
 		return c.login(ctx, args[1:])
 	case "logout":
 		return c.logout(ctx, args[1:])
+	case "passwd":
+		return c.passwd(ctx, args[1:])
 	case "status":
 		return c.status(ctx, args[1:])
 	case "list", "ls":
@@ -305,6 +308,67 @@ func (c *command) readPassword(fromStdin bool, user, gateway string) (string, er
 		return "", fmt.Errorf("read the password: %w", err)
 	}
 	return string(b), nil
+}
+
+// passwd changes the signed-in user's password: asked on the terminal
+// (the new one twice), or for scripts two lines on standard input, the
+// current password and the new one.
+func (c *command) passwd(ctx context.Context, args []string) error {
+	fs := c.flags("passwd")
+	fromStdin := fs.Bool("password-stdin", false, "read the current and the new password from standard input, one per line")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return fmt.Errorf("%w: passwd takes no arguments, got %q", ErrUsage, pos)
+	}
+	client, t, _, err := c.session()
+	if err != nil {
+		return err
+	}
+	var current, next string
+	if *fromStdin {
+		in := bufio.NewReader(c.env.Stdin)
+		lines := make([]string, 2)
+		for i := range lines {
+			line, err := in.ReadString('\n')
+			if err != nil && line == "" {
+				return fmt.Errorf("read the %s password from standard input: %w", []string{"current", "new"}[i], err)
+			}
+			lines[i] = strings.TrimRight(line, "\r\n")
+		}
+		current, next = lines[0], lines[1]
+	} else {
+		f, ok := c.env.Stdin.(*os.File)
+		if !ok || !term.IsTerminal(int(f.Fd())) {
+			return fmt.Errorf("%w: no terminal to ask for the passwords: pipe them in with --password-stdin (current, then new, one per line)", ErrUsage)
+		}
+		ask := func(prompt string) (string, error) {
+			fmt.Fprint(c.env.Stderr, prompt)
+			b, err := term.ReadPassword(int(f.Fd()))
+			fmt.Fprintln(c.env.Stderr)
+			return string(b), err
+		}
+		if current, err = ask("Current password for " + t.User + ": "); err != nil {
+			return err
+		}
+		if next, err = ask("New password: "); err != nil {
+			return err
+		}
+		again, err := ask("New password again: ")
+		if err != nil {
+			return err
+		}
+		if again != next {
+			return errors.New("the two new passwords differ; nothing changed")
+		}
+	}
+	if err := client.ChangePassword(ctx, current, next); err != nil {
+		return fmt.Errorf("password not changed: %w", err)
+	}
+	fmt.Fprintf(c.env.Stdout, "Changed the password of %s at %s; your other sessions were signed out, this computer stays signed in.\n", t.User, client.Gateway())
+	return nil
 }
 
 func (c *command) logout(ctx context.Context, args []string) error {

@@ -433,3 +433,36 @@ func TestBrokenSettings(t *testing.T) {
 		t.Fatalf("the two broken files were not both kept: %v", kept)
 	}
 }
+
+// porthole passwd changes the user's own password; this computer stays
+// signed in, and the new password is the one that signs in.
+func TestPasswd(t *testing.T) {
+	url, _ := startGateway(t)
+	r := newRunner(t)
+	if _, err := r.run(t.Context(), "admin-password\n", "login", "--gateway", url, "--user", "admin", "--password-stdin"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.run(t.Context(), "guess-guess\nnew-admin-password\n", "passwd", "--password-stdin"); err == nil || !strings.Contains(err.Error(), "currentPassword is wrong") {
+		t.Fatalf("wrong current password: %v", err)
+	}
+	if _, err := r.run(t.Context(), "admin-password\n", "passwd", "--password-stdin"); err == nil || !strings.Contains(err.Error(), "new password") {
+		t.Fatalf("no new password: %v", err)
+	}
+	if _, err := r.run(t.Context(), "", "passwd"); !errors.Is(err, ErrUsage) {
+		t.Fatalf("no terminal: %v", err)
+	}
+	out, err := r.run(t.Context(), "admin-password\nnew-admin-password\n", "passwd", "--password-stdin")
+	if err != nil || !strings.Contains(out, "Changed the password of admin") {
+		t.Fatalf("passwd: %v %s", err, out)
+	}
+	if out, err := r.run(t.Context(), "", "status"); err != nil || !strings.Contains(out, "Signed in") {
+		t.Fatalf("status after passwd: %v %s", err, out)
+	}
+	other := newRunner(t)
+	if _, err := other.run(t.Context(), "admin-password\n", "login", "--gateway", url, "--user", "admin", "--password-stdin"); err == nil {
+		t.Fatal("the old password still signs in")
+	}
+	if _, err := other.run(t.Context(), "new-admin-password\n", "login", "--gateway", url, "--user", "admin", "--password-stdin"); err != nil {
+		t.Fatalf("the new password: %v", err)
+	}
+}

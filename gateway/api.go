@@ -55,10 +55,6 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
 	}
 	resp, err := s.signIn(r.Context(), req.Username, req.Password, clientAddr(r))
 	if err != nil {
-		var he *Error
-		if errors.As(err, &he) && he.RetryAfter > 0 {
-			w.Header().Set("Retry-After", strconv.Itoa(int(he.RetryAfter/time.Second)))
-		}
 		return err
 	}
 	writeJSON(w, http.StatusOK, resp)
@@ -239,6 +235,24 @@ func (s *Server) myTunnel(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	writeJSON(w, http.StatusOK, s.userTunnel(p, t))
+	return nil
+}
+
+// changePassword is a user's change of their own password; the ticket
+// that made it stays valid, every other session of the user ends.
+func (s *Server) changePassword(w http.ResponseWriter, r *http.Request) error {
+	p, err := s.authenticate(r)
+	if err != nil {
+		return err
+	}
+	var ch PasswordChange
+	if err := decodeJSON(w, r, &ch); err != nil {
+		return err
+	}
+	if err := s.ChangeOwnPassword(r.Context(), p, ch, clientAddr(r)); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"user": p.user.Username, "message": "password changed; your other sessions were signed out"})
 	return nil
 }
 

@@ -2,13 +2,17 @@ package gateway
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/porthole/porthole/wire"
 )
 
 func TestBootstrap(t *testing.T) {
@@ -444,4 +448,72 @@ func TestCheckTarget(t *testing.T) {
 	errBody(t, g.mustCall(403, "POST", "/api/v1/tunnels/theirs/check", alice, nil))
 	errBody(t, g.mustCall(404, "POST", "/api/v1/tunnels/nope/check", alice, nil))
 	errBody(t, g.mustCall(401, "POST", "/api/v1/tunnels/up/check", "", nil))
+}
+
+// A user changes their own password: the session that did it carries on,
+// every other session ends and its tunnels close with the reason.
+func TestChangeOwnPassword(t *testing.T) {
+	g := startGateway(t)
+	admin := g.admin()
+	here := g.addUser(admin, "alice", "staff@Prod")
+	g.mustCall(201, "POST", "/api/v1/admin/tunnels", admin, TunnelSpec{Context: "echo", SocketAddress: echoServer(t), UserGroups: "staff@Prod"})
+	elsewhere := g.login("alice", "alice-password")
+	stream := g.openStream("echo", elsewhere)
+	ended := make(chan error, 1)
+	go func() {
+		_, err := io.Copy(io.Discard, stream)
+		ended <- err
+	}()
+	waitFor(t, 5*time.Second, "the tunnel registered", func() bool { return len(g.liveSnapshot(nil)) == 1 })
+
+	for name, tc := range map[string]struct {
+		body  PasswordChange
+		field string
+	}{
+		"wrong current":  {PasswordChange{CurrentPassword: "guess-guess", NewPassword: "alice-new-password"}, "currentPassword"},
+		"short new":      {PasswordChange{CurrentPassword: "alice-password", NewPassword: "short"}, "newPassword"},
+		"same again":     {PasswordChange{CurrentPassword: "alice-password", NewPassword: "alice-password"}, "newPassword"},
+		"no current one": {PasswordChange{NewPassword: "alice-new-password"}, "currentPassword"},
+	} {
+		e := errBody(t, g.mustCall(400, "POST", "/api/v1/password", here, tc.body))
+		if e.Fields[tc.field] == "" {
+			t.Fatalf("%s: %+v", name, e)
+		}
+	}
+	errBody(t, g.mustCall(401, "POST", "/api/v1/password", "", PasswordChange{CurrentPassword: "alice-password", NewPassword: "alice-new-password"}))
+	g.mustCall(200, "POST", "/api/v1/password", here, PasswordChange{CurrentPassword: "alice-password", NewPassword: "alice-new-password"})
+
+	g.mustCall(200, "GET", "/api/v1/me", here, nil)
+	errBody(t, g.mustCall(401, "GET", "/api/v1/me", elsewhere, nil))
+	select {
+	case err := <-ended:
+		var ce *wire.CloseError
+		if !errors.As(err, &ce) || ce.Reason != "your password was changed" {
+			t.Fatalf("the other session's tunnel ended with %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the other session's tunnel stayed open")
+	}
+	if status, _, _ := g.call("POST", "/api/v1/login", "", map[string]string{"username": "alice", "password": "alice-password"}); status != 401 {
+		t.Fatalf("the old password still signs in: %d", status)
+	}
+	g.login("alice", "alice-new-password")
+	evs, _ := g.events(t.Context(), eventFilter("user.password"))
+	if len(evs) != 1 || evs[0].Actor != "alice" || strings.Contains(fmt.Sprint(evs[0].Details), "argon2") {
+		t.Fatalf("audit %+v", evs)
+	}
+}
+
+// Guessing the current password is limited like signing in.
+func TestChangeOwnPasswordRateLimit(t *testing.T) {
+	g := startGateway(t)
+	admin := g.admin()
+	alice := g.addUser(admin, "alice", "staff@Prod")
+	for range 5 {
+		g.mustCall(400, "POST", "/api/v1/password", alice, PasswordChange{CurrentPassword: "guess-guess", NewPassword: "alice-new-password"})
+	}
+	status, data, h := g.call("POST", "/api/v1/password", alice, PasswordChange{CurrentPassword: "alice-password", NewPassword: "alice-new-password"})
+	if status != http.StatusTooManyRequests || h.Get("Retry-After") == "" {
+		t.Fatalf("status %d retry-after %q: %s", status, h.Get("Retry-After"), data)
+	}
 }

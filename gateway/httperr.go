@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -58,6 +59,13 @@ func internal(err error) *Error {
 	return &Error{Status: http.StatusInternalServerError, Msg: "internal error; see the gateway log", Err: err}
 }
 
+// setRetryAfter sends he's RetryAfter, if any, in whole seconds.
+func setRetryAfter(w http.ResponseWriter, he *Error) {
+	if he.RetryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int((he.RetryAfter+time.Second-1)/time.Second)))
+	}
+}
+
 // handlerFunc is an HTTP handler that returns its error to one central
 // writer.
 type handlerFunc func(w http.ResponseWriter, r *http.Request) error
@@ -77,6 +85,7 @@ func writeError(log *slog.Logger, w http.ResponseWriter, r *http.Request, err er
 		// RFC 6750: say how to authenticate.
 		w.Header().Set("WWW-Authenticate", `Bearer realm="porthole"`)
 	}
+	setRetryAfter(w, he)
 	writeJSON(w, he.Status, wire.Error{Error: he.Msg, Fields: he.Fields})
 }
 

@@ -34,7 +34,7 @@ var webFS embed.FS
 
 // portalPages are the templates, each parsed with the layout.
 var portalPages = []string{"login", "tunnels", "tunnel_form", "connections", "confirm", "users", "user_form",
-	"groups", "environments", "audit", "my", "error"}
+	"groups", "environments", "audit", "my", "account", "error"}
 
 // portalFuncs are the templates' functions; times are shown against now,
 // the gateway's clock.
@@ -228,6 +228,8 @@ func (s *Server) portalRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /login", s.loginSubmit)
 	mux.HandleFunc("POST /logout", s.portal(false, s.logoutSubmit))
 	mux.HandleFunc("GET /my", s.portal(false, s.myPage))
+	mux.HandleFunc("GET /account", s.portal(false, s.accountPage))
+	mux.HandleFunc("POST /account", s.portal(false, s.accountPage))
 	mux.HandleFunc("GET /tunnels", s.portal(true, s.tunnelsPage))
 	mux.HandleFunc("GET /tunnels/new", s.portal(true, s.tunnelFormPage))
 	mux.HandleFunc("POST /tunnels/new", s.portal(true, s.tunnelFormSubmit))
@@ -296,8 +298,8 @@ func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		status := statusOf(err, http.StatusUnauthorized)
 		var he *Error
-		if errors.As(err, &he) && he.RetryAfter > 0 {
-			w.Header().Set("Retry-After", strconv.Itoa(int(he.RetryAfter/time.Second)))
+		if errors.As(err, &he) {
+			setRetryAfter(w, he)
 		}
 		_, d.Error = portalError(err)
 		if he != nil && he.Fields != nil {
@@ -357,6 +359,44 @@ func (s *Server) myPage(w http.ResponseWriter, r *http.Request, p *principal, pg
 	pg.Title, pg.Nav = "My tunnels", "my"
 	pg.Data = map[string]any{"Tunnels": mine}
 	s.render(w, r, http.StatusOK, "my", pg)
+}
+
+// accountForm is the Account page's password form after a failed try.
+type accountForm struct {
+	Error  string
+	Fields map[string]string
+}
+
+// accountPage lets every user change their own password.
+func (s *Server) accountPage(w http.ResponseWriter, r *http.Request, p *principal, pg page) {
+	pg.Title, pg.Nav = "Account", "account"
+	f := accountForm{Fields: map[string]string{}}
+	status := http.StatusOK
+	if r.Method == http.MethodPost {
+		ch := PasswordChange{CurrentPassword: r.PostForm.Get("currentPassword"), NewPassword: r.PostForm.Get("newPassword")}
+		var err error
+		if ch.NewPassword != r.PostForm.Get("repeat") {
+			err = invalid(map[string]string{"repeat": "The two new passwords differ"})
+		} else {
+			err = s.ChangeOwnPassword(r.Context(), p, ch, clientAddr(r))
+		}
+		if err == nil {
+			redirect(w, r, "/account", "Your password was changed; your other sessions were signed out.")
+			return
+		}
+		status = statusOf(err, http.StatusBadRequest)
+		var he *Error
+		if errors.As(err, &he) {
+			setRetryAfter(w, he)
+		}
+		fields, msg := portalError(err)
+		if fields != nil {
+			f.Fields, msg = fields, "Please correct the fields marked below."
+		}
+		f.Error = msg
+	}
+	pg.Data = f
+	s.render(w, r, status, "account", pg)
 }
 
 func (s *Server) tunnelsPage(w http.ResponseWriter, r *http.Request, p *principal, pg page) {

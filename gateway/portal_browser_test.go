@@ -296,3 +296,42 @@ func TestPortalBrowserWebSocket(t *testing.T) {
 		t.Fatalf("browser WebSocket got %q", got)
 	}
 }
+
+// TestPortalAccountInBrowser: a user changes their own password on the
+// Account page; mistakes are explained beside their fields.
+func TestPortalAccountInBrowser(t *testing.T) {
+	g := startGateway(t)
+	g.addUser(g.admin(), "alice", "staff@Prod")
+	ctx := browser(t)
+	signIn(t, ctx, g.URL, "alice", "alice-password")
+	clickLoad(t, ctx, link("Account"))
+	if h := text(t, ctx, "h1"); h != "Account" {
+		t.Fatalf("account page: %q", h)
+	}
+	fill := func(current, next, repeat string) {
+		run(t, ctx,
+			chromedp.SendKeys(chromedp.ID("current"), current),
+			chromedp.SendKeys(chromedp.ID("new"), next),
+			chromedp.SendKeys(chromedp.ID("repeat"), repeat),
+		)
+		clickLoad(t, ctx, button("Change password"))
+	}
+	fill("guess-guess", "alice-new-password", "alice-new-password")
+	if e := text(t, ctx, "#current-error"); e != "Current password is wrong." {
+		t.Fatalf("wrong current password: %q", e)
+	}
+	fill("alice-password", "alice-new-password", "alice-new-passwrod")
+	if e := text(t, ctx, "#repeat-error"); e != "The two new passwords differ." {
+		t.Fatalf("mismatch: %q", e)
+	}
+	screenshot(t, ctx, "account-error")
+	fill("alice-password", "alice-new-password", "alice-new-password")
+	if f := text(t, ctx, ".flash"); !strings.Contains(f, "Your password was changed") {
+		t.Fatalf("flash: %q", f)
+	}
+	// This browser stays signed in; the new password signs in elsewhere.
+	if h := text(t, ctx, "h1"); h != "Account" {
+		t.Fatalf("after the change: %q", h)
+	}
+	g.login("alice", "alice-new-password")
+}

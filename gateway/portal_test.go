@@ -60,6 +60,8 @@ func TestPortalGolden(t *testing.T) {
 			"Events": []AuditEvent{{ID: 4, Time: at, Actor: "admin", Kind: "tunnel.create", Target: "mysql", Outcome: "ok", Details: map[string]any{"after": map[string]any{"context": "mysql"}}}}}},
 		"my": {Title: "My tunnels", Nav: "my", User: &pageUser{Name: "alice"}, CSRF: "tok", Data: map[string]any{"Tunnels": []myTunnel{
 			{Context: "mysql", Description: "Orders", LocalPort: 13306, Examples: connstr.For(connstr.MySQL, 13306)}}}},
+		"account": {Title: "Account", Nav: "account", User: &pageUser{Name: "alice"}, CSRF: "tok", Data: accountForm{Error: "Please correct the fields marked below.",
+			Fields: map[string]string{"currentPassword": "is wrong", "repeat": "The two new passwords differ"}}},
 		"error": {Title: "Administrators only", User: &pageUser{Name: "alice"}, CSRF: "tok", Data: map[string]string{"Heading": "Administrators only", "Message": "Only members of admin@ROOT may open this page."}},
 	}
 	for _, name := range portalPages {

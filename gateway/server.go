@@ -651,6 +651,7 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("/api/v1/renew", s.route(methods{"POST": s.renew}))
 	mux.Handle("/api/v1/logout", s.route(methods{"POST": s.logout}))
 	mux.Handle("/api/v1/me", s.route(methods{"GET": s.me}))
+	mux.Handle("/api/v1/password", s.route(methods{"POST": s.changePassword}))
 	mux.Handle("/api/v1/tunnels", s.route(methods{"GET": s.myTunnels}))
 	mux.Handle("/api/v1/tunnels/{context}", s.route(methods{"GET": s.myTunnel}))
 	mux.Handle("/api/v1/tunnels/{context}/check", s.route(methods{"POST": s.checkTarget}))

@@ -559,9 +559,72 @@ func (s *Server) keepOneAdmin(ctx context.Context, changing string) error {
 
 // revokeUser ends every session of a user and closes their tunnels.
 func (s *Server) revokeUser(ctx context.Context, username, reason string) {
+	s.revokeUserExcept(ctx, username, "", reason)
+}
+
+// revokeUserExcept ends every session of a user but the one named keep
+// ("" for none) and closes the tunnels of those sessions.
+func (s *Server) revokeUserExcept(ctx context.Context, username, keep, reason string) {
 	defer s.changed(ctx)
-	if _, err := s.st.RevokeUserSessions(ctx, username, s.cfg.Now()); err != nil {
+	if _, err := s.st.RevokeUserSessions(ctx, username, keep, s.cfg.Now()); err != nil {
 		s.log.Error("revoke sessions", "user", username, "err", err)
 	}
-	s.closeLive(func(lc *liveConn) bool { return strings.EqualFold(lc.user, username) }, wire.CloseUnauthorized, reason)
+	s.closeLive(func(lc *liveConn) bool {
+		return strings.EqualFold(lc.user, username) && (keep == "" || lc.session != keep)
+	}, wire.CloseUnauthorized, reason)
+}
+
+// PasswordChange is a user's change of their own password.
+type PasswordChange struct {
+	CurrentPassword string `json:"currentPassword"`
+	NewPassword     string `json:"newPassword"`
+}
+
+// ChangeOwnPassword lets a signed-in user change their password, proving
+// the current one (a wrong one counts as a failed sign-in for the rate
+// limit). Every other session of the user is signed out and its tunnels
+// closed; the session that made the change carries on.
+func (s *Server) ChangeOwnPassword(ctx context.Context, p *principal, ch PasswordChange, addr string) error {
+	fields := map[string]string{}
+	if ch.CurrentPassword == "" {
+		fields["currentPassword"] = "is required"
+	}
+	if len(ch.NewPassword) < MinPasswordLen {
+		fields["newPassword"] = fmt.Sprintf("must have at least %d characters", MinPasswordLen)
+	} else if ch.NewPassword == ch.CurrentPassword {
+		fields["newPassword"] = "is the same as the current one"
+	}
+	if len(fields) > 0 {
+		return invalid(fields)
+	}
+	userKey := strings.ToLower(p.user.Username) + "|" + addr
+	if wait := max(s.userLimit.wait(userKey), s.addrLimit.wait(addr)); wait > 0 {
+		secs := max(int((wait+time.Second-1)/time.Second), 1)
+		return &Error{Status: http.StatusTooManyRequests, RetryAfter: time.Duration(secs) * time.Second,
+			Msg: fmt.Sprintf("too many wrong passwords: try again in %s", time.Duration(secs)*time.Second)}
+	}
+	u, err := s.st.User(ctx, p.user.Username)
+	if err != nil {
+		return storeErr(err, fmt.Sprintf("user %q", p.user.Username))
+	}
+	ok, err := checkPassword(u.PasswordHash, ch.CurrentPassword)
+	if err != nil {
+		return internal(fmt.Errorf("user %q: %w", u.Username, err))
+	}
+	if !ok {
+		s.userLimit.fail(userKey)
+		s.addrLimit.fail(addr)
+		s.audit.SignIn(ctx, u.Username, addr, false, "wrong current password in a password change")
+		return invalid(map[string]string{"currentPassword": "is wrong"})
+	}
+	s.userLimit.reset(userKey)
+	if u.PasswordHash, err = hashPassword(ch.NewPassword, s.hash); err != nil {
+		return internal(err)
+	}
+	if err := s.st.UpdateUser(ctx, u); err != nil {
+		return storeErr(err, fmt.Sprintf("user %q", u.Username))
+	}
+	s.audit.AdminChange(ctx, u.Username, "user.password", u.Username, nil, map[string]any{"password": "changed by the user", "from": addr})
+	s.revokeUserExcept(ctx, u.Username, p.session, "your password was changed")
+	return nil
 }

@@ -330,6 +330,12 @@ func (c *Client) Tunnel(ctx context.Context, name string) (TunnelInfo, error) {
 	return t, c.do(ctx, http.MethodGet, "/api/v1/tunnels/"+url.PathEscape(name), nil, &t)
 }
 
+// ChangePassword changes the signed-in user's own password. The ticket in
+// use stays valid; the user's other sessions are signed out.
+func (c *Client) ChangePassword(ctx context.Context, current, newPassword string) error {
+	return c.do(ctx, http.MethodPost, "/api/v1/password", map[string]string{"currentPassword": current, "newPassword": newPassword}, nil)
+}
+
 // TargetCheck says whether the gateway reaches a tunnel's target.
 type TargetCheck struct {
 	Reachable bool   `json:"reachable"`

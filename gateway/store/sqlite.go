@@ -564,10 +564,10 @@ func (s *SQLite) RevokeSession(ctx context.Context, id string, at time.Time) err
 }
 
 // RevokeUserSessions implements Store.
-func (s *SQLite) RevokeUserSessions(ctx context.Context, username string, at time.Time) ([]string, error) {
+func (s *SQLite) RevokeUserSessions(ctx context.Context, username, except string, at time.Time) ([]string, error) {
 	var ids []string
 	err := inTx(ctx, s.db, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, `SELECT id FROM sessions WHERE username = ? AND revoked_at = 0`, username)
+		rows, err := tx.QueryContext(ctx, `SELECT id FROM sessions WHERE username = ? AND revoked_at = 0 AND id <> ?`, username, except)
 		if err != nil {
 			return err
 		}
@@ -583,7 +583,7 @@ func (s *SQLite) RevokeUserSessions(ctx context.Context, username string, at tim
 		if err := rows.Err(); err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `UPDATE sessions SET revoked_at = ? WHERE username = ? AND revoked_at = 0`, fromTime(at), username)
+		_, err = tx.ExecContext(ctx, `UPDATE sessions SET revoked_at = ? WHERE username = ? AND revoked_at = 0 AND id <> ?`, fromTime(at), username, except)
 		return err
 	})
 	if err != nil {

@@ -134,9 +134,9 @@ type Store interface {
 	Session(ctx context.Context, id string) (Session, error)
 	ExtendSession(ctx context.Context, id string, expiresAt time.Time) error
 	RevokeSession(ctx context.Context, id string, at time.Time) error
-	// RevokeUserSessions revokes every live session of a user and returns
-	// their ids.
-	RevokeUserSessions(ctx context.Context, username string, at time.Time) ([]string, error)
+	// RevokeUserSessions revokes every live session of a user but the one
+	// named except ("" for none) and returns their ids.
+	RevokeUserSessions(ctx context.Context, username, except string, at time.Time) ([]string, error)
 	// DeleteExpiredSessions removes sessions that expired before t.
 	DeleteExpiredSessions(ctx context.Context, t time.Time) error
 

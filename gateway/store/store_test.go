@@ -194,9 +194,17 @@ func testStore(t *testing.T, open func(t *testing.T) Store) {
 		if err := s.ExtendSession(ctx, "s1", t0.Add(3*time.Hour)); !errors.Is(err, ErrNotFound) {
 			t.Fatalf("extended a revoked session: %v", err)
 		}
-		ids, err := s.RevokeUserSessions(ctx, "ALICE", t0)
+		must(t, s.CreateSession(ctx, Session{ID: "s4", Username: "alice", CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)}))
+		ids, err := s.RevokeUserSessions(ctx, "ALICE", "s4", t0)
 		if err != nil || len(ids) != 1 || ids[0] != "s2" {
-			t.Fatalf("revoke user sessions: %v %v", ids, err)
+			t.Fatalf("revoke user sessions but s4: %v %v", ids, err)
+		}
+		if se, err := s.Session(ctx, "s4"); err != nil || !se.RevokedAt.IsZero() {
+			t.Fatalf("the kept session was revoked: %+v %v", se, err)
+		}
+		ids, err = s.RevokeUserSessions(ctx, "alice", "", t0)
+		if err != nil || len(ids) != 1 || ids[0] != "s4" {
+			t.Fatalf("revoke every user session: %v %v", ids, err)
 		}
 		must(t, s.DeleteExpiredSessions(ctx, t0))
 		if _, err := s.Session(ctx, "s3"); !errors.Is(err, ErrNotFound) {
