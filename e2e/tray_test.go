@@ -2,7 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
-	"github.com/porthole/porthole/internal/gwtest"
+	"errors"
 	"io"
 	"net"
 	"os"
@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/porthole/porthole/internal/gwtest"
 )
 
 // desktopTools checks for what the tray test needs: Xvfb, xwininfo and
@@ -212,4 +214,51 @@ func artifacts() string {
 		return d
 	}
 	return filepath.Join("..", "artifacts")
+}
+
+// TestTrayCommandLine: the real binary answers --help and --version
+// without a display, refuses a bad flag, and without a desktop session
+// says so in one line instead of crashing.
+func TestTrayCommandLine(t *testing.T) {
+	tray := buildTray(t)
+	// A desktop session's locale (with LANG=C, Fyne itself logs that it
+	// cannot parse "C" before main runs).
+	noDisplay := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "LANG=en_US.UTF-8"}
+	tests := map[string]struct {
+		args []string
+		code int
+		want string
+	}{
+		"help":       {[]string{"--help"}, 0, "needs a desktop session"},
+		"version":    {[]string{"--version"}, 0, "porthole-tray "},
+		"bad flag":   {[]string{"--frob"}, 2, "flag provided but not defined: -frob"},
+		"no display": {nil, 1, "porthole-tray: no display: neither DISPLAY nor WAYLAND_DISPLAY is set"},
+		"dead X":     {nil, 1, `the X server of DISPLAY=":9876" does not answer`},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			cmd := exec.Command(tray, tc.args...)
+			cmd.Env = noDisplay
+			if name == "dead X" {
+				cmd.Env = append(cmd.Env, "DISPLAY=:9876")
+			}
+			out, err := cmd.CombinedOutput()
+			code := 0
+			var ee *exec.ExitError
+			if errors.As(err, &ee) {
+				code = ee.ExitCode()
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			if code != tc.code || !strings.Contains(string(out), tc.want) {
+				t.Fatalf("exit %d, output:\n%s\nwant exit %d and %q", code, out, tc.code, tc.want)
+			}
+			if strings.Contains(string(out), "goroutine ") || strings.Contains(string(out), "panic") {
+				t.Fatalf("a stack trace:\n%s", out)
+			}
+			if tc.code == 1 && strings.Count(strings.TrimSpace(string(out)), "\n") > 0 {
+				t.Fatalf("more than one line:\n%s", out)
+			}
+		})
+	}
 }

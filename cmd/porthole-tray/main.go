@@ -4,7 +4,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -13,13 +15,21 @@ import (
 	fyneapp "fyne.io/fyne/v2/app"
 
 	"github.com/porthole/porthole/app"
-	"github.com/porthole/porthole/internal/version"
 )
 
 func main() {
-	if len(os.Args) > 1 && version.IsFlag(os.Args[1]) {
-		fmt.Println(version.String("porthole-tray"))
+	args, err := app.ParseArgs(os.Args[1:], os.Stdout, os.Stderr)
+	switch {
+	case errors.Is(err, app.ErrHandled):
 		return
+	case err != nil:
+		fmt.Fprintln(os.Stderr, "porthole-tray:", err)
+		os.Exit(2)
+	}
+	// Checked before the toolkit starts, which would panic without one.
+	if err := app.CheckDisplay(os.Getenv); err != nil {
+		fmt.Fprintln(os.Stderr, "porthole-tray:", err)
+		os.Exit(1)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -30,7 +40,8 @@ func main() {
 		fmt.Fprintln(os.Stderr, "porthole-tray: did not stop in time; exiting")
 		os.Exit(1)
 	}()
-	if err := app.Run(ctx, fyneapp.NewWithID("dev.porthole.tray"), nil); err != nil {
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: args.LogLevel}))
+	if err := app.Run(ctx, fyneapp.NewWithID("dev.porthole.tray"), log); err != nil {
 		fmt.Fprintln(os.Stderr, "porthole-tray:", err)
 		os.Exit(1)
 	}
