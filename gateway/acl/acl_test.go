@@ -1,6 +1,7 @@
 package acl
 
 import (
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -220,7 +221,35 @@ func FuzzParsePatterns(f *testing.F) {
 		}
 		ps.Allows([]Group{{"a", "b"}})
 		ps.Check(testDir)
+		// Each side is a regular expression on its own, so anchoring it
+		// cannot be escaped by an unbalanced ")".
+		for _, p := range ps {
+			for _, side := range []string{p.Group, p.Env} {
+				if _, err := regexp.Compile(side); err != nil {
+					t.Fatalf("side %q of %q was accepted but is no regular expression: %v", side, s, err)
+				}
+			}
+		}
 	})
+}
+
+// A side cannot close the anchoring group: "admin)|(.*" is not a regular
+// expression on its own, and would otherwise admit every group.
+func TestPatternsCannotEscapeTheirAnchors(t *testing.T) {
+	for _, s := range []string{"admin)|(.*@Prod", "admin@ROOT)|(.*", "a)(b@c", "x@(y"} {
+		if ps, err := ParsePatterns(s); err == nil {
+			t.Errorf("%q accepted as %v; it admits %v", s, ps, ps.Allows([]Group{{"staff", "Prod"}, {"x", "ROOT"}}))
+		}
+	}
+	ps, err := ParsePatterns("admin|ops@Prod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for g, want := range map[Group]bool{{"admin", "Prod"}: true, {"ops", "prod"}: true, {"xadmin", "Prod"}: false, {"adminx", "Prod"}: false, {"admin", "Prod2"}: false} {
+		if got := ps.Allows([]Group{g}); got != want {
+			t.Errorf("admin|ops@Prod admits %v: %v, want %v", g, got, want)
+		}
+	}
 }
 
 func FuzzParseSocketAddress(f *testing.F) {

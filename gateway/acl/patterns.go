@@ -79,9 +79,16 @@ func parsePattern(e string) (Pattern, error) {
 }
 
 // compileSide compiles one side anchored to the whole name and says
-// whether it is a plain name (no regular-expression metacharacters).
+// whether it is a plain name (no regular-expression metacharacters). The
+// side must be a regular expression on its own before it is anchored:
+// otherwise "admin)|(.*" would close the anchoring group and match any
+// name.
 func compileSide(s string) (*regexp.Regexp, bool, error) {
-	re, err := regexp.Compile(`^(?i:` + s + `)$`)
+	_, err := regexp.Compile(s)
+	var re *regexp.Regexp
+	if err == nil {
+		re, err = regexp.Compile(`^(?i:(?:` + s + `))$`)
+	}
 	if err != nil {
 		var se *syntax.Error
 		if errors.As(err, &se) {
