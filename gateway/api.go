@@ -74,17 +74,14 @@ func (s *Server) signIn(ctx context.Context, username, password, addr string) (L
 	if len(fields) > 0 {
 		return LoginResponse{}, invalid(fields)
 	}
-	userKey := strings.ToLower(username) + "|" + addr
-	if wait := max(s.userLimit.wait(userKey), s.addrLimit.wait(addr)); wait > 0 {
-		s.metrics.signinFailed.Inc()
-		s.audit.SignIn(ctx, username, addr, false, "rate limited")
-		secs := max(int((wait+time.Second-1)/time.Second), 1)
-		return LoginResponse{}, &Error{Status: http.StatusTooManyRequests, RetryAfter: time.Duration(secs) * time.Second,
-			Msg: fmt.Sprintf("too many failed sign-ins: try again in %s", time.Duration(secs)*time.Second)}
+	at, err := s.guard(ctx, username, addr)
+	if err != nil {
+		s.audit.SignIn(ctx, username, addr, false, "rate limited or busy")
+		return LoginResponse{}, err
 	}
+	ok := false
+	defer func() { at.done(ok) }()
 	fail := func(reason string) error {
-		s.userLimit.fail(userKey)
-		s.addrLimit.fail(addr)
 		s.metrics.signinFailed.Inc()
 		s.audit.SignIn(ctx, username, addr, false, reason)
 		return errorf(http.StatusUnauthorized, "wrong user name or password")
@@ -97,18 +94,18 @@ func (s *Server) signIn(ctx context.Context, username, password, addr string) (L
 	if err != nil {
 		return LoginResponse{}, internal(err)
 	}
-	ok, err := checkPassword(u.PasswordHash, password)
+	match, err := checkPassword(u.PasswordHash, password)
 	if err != nil {
 		return LoginResponse{}, internal(fmt.Errorf("user %q: %w", u.Username, err))
 	}
-	if !ok {
+	if !match {
 		return LoginResponse{}, fail("wrong password")
 	}
+	ok = true // the password was right: the attempt does not count
 	if u.Disabled {
 		s.audit.SignIn(ctx, u.Username, addr, false, "account disabled")
 		return LoginResponse{}, errorf(http.StatusForbidden, "this account is disabled; ask an administrator")
 	}
-	s.userLimit.reset(userKey)
 	now := s.cfg.Now()
 	se := store.Session{ID: randomID(16), Username: u.Username, CreatedAt: now, ExpiresAt: now.Add(time.Duration(s.cfg.TicketLifetime))}
 	if err := s.st.CreateSession(ctx, se); err != nil {

@@ -62,6 +62,9 @@ type Config struct {
 	// PasswordCost overrides the password hashing cost (tests); nil means
 	// the default argon2id parameters.
 	PasswordCost *HashParams `json:"-"`
+	// HashConcurrency is how many password hashes may run at once; 0
+	// means one per CPU core.
+	HashConcurrency int `json:"-"`
 	// Keepalive overrides the tunnel keepalive (tests); zero means wire's.
 	PingPeriod, PongWait time.Duration `json:"-"`
 }

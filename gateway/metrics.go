@@ -13,6 +13,7 @@ type metrics struct {
 	bytes         *prometheus.CounterVec
 	denials       *prometheus.CounterVec
 	signinFailed  prometheus.Counter
+	signinBusy    prometheus.Counter
 	auditFailures prometheus.Counter
 }
 
@@ -31,10 +32,12 @@ func newMetrics() *metrics {
 			[]string{"reason"}),
 		signinFailed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "porthole_signin_failures_total", Help: "Failed sign-ins, including rate-limited ones."}),
+		signinBusy: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "porthole_signin_busy_total", Help: "Password checks turned away because every hashing slot was taken."}),
 		auditFailures: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "porthole_audit_write_failures_total", Help: "Audit events that could not be stored."}),
 	}
-	m.reg.MustRegister(m.active, m.opened, m.bytes, m.denials, m.signinFailed, m.auditFailures,
+	m.reg.MustRegister(m.active, m.opened, m.bytes, m.denials, m.signinFailed, m.signinBusy, m.auditFailures,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, r := range []string{"unauthorized", "not_found", "forbidden", "unreachable", "origin"} {
 		m.denials.WithLabelValues(r)

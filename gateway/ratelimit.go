@@ -6,9 +6,9 @@ import (
 )
 
 // limiter counts failed sign-ins per key and locks a key out for a growing
-// time once it has failed too often. Keys are "user|address" and
-// "address", so one address cannot guess many users' passwords and many
-// addresses cannot guess one user's quickly without being noticed.
+// time once it has failed too often. The gateway keeps three: per
+// "user|address", per address (one address cannot guess many users'
+// passwords) and per user (many addresses cannot guess one user's).
 type limiter struct {
 	threshold int           // failures before the first lock-out
 	base      time.Duration // first lock-out; doubles with each failure after
@@ -44,10 +44,30 @@ func (l *limiter) wait(key string) time.Duration {
 	return 0
 }
 
+// take is one attempt for key, counted as a failure before it is made
+// (reset forgets it when it succeeds), so a burst of concurrent attempts
+// is limited as it arrives, not after each has been checked. It returns
+// how long key must wait instead (0: the attempt may go ahead).
+func (l *limiter) take(key string) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if e := l.entries[key]; e != nil {
+		if d := e.until.Sub(l.now()); d > 0 {
+			return d
+		}
+	}
+	l.failLocked(key)
+	return 0
+}
+
 // fail records a failure for key.
 func (l *limiter) fail(key string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.failLocked(key)
+}
+
+func (l *limiter) failLocked(key string) {
 	now := l.now()
 	if len(l.entries) > 10000 {
 		for k, e := range l.entries {
@@ -69,6 +89,24 @@ func (l *limiter) fail(key string) {
 			d = l.max
 		}
 		e.until = now.Add(d)
+	}
+}
+
+// undo takes back one failure counted by take for an attempt that did
+// not fail.
+func (l *limiter) undo(key string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	e := l.entries[key]
+	if e == nil {
+		return
+	}
+	if e.failures--; e.failures <= 0 {
+		delete(l.entries, key)
+		return
+	}
+	if e.failures < l.threshold {
+		e.until = time.Time{}
 	}
 }
 

@@ -58,8 +58,10 @@ type Server struct {
 	// tlsConfig is nil for plain HTTP.
 	tlsConfig *tls.Config
 
-	userLimit *limiter // failed sign-ins per user and address
-	addrLimit *limiter // failed sign-ins per address
+	userLimit    *limiter // failed sign-ins per user and address
+	addrLimit    *limiter // failed sign-ins per address
+	accountLimit *limiter // failed sign-ins per user, from anywhere
+	hashes       *hashGate
 
 	patterns patternCache
 	cache    *lookupCache
@@ -131,6 +133,8 @@ func New(ctx context.Context, cfg Config, st store.Store) (*Server, error) {
 	s.cache = newLookupCache(cfg.Now)
 	s.userLimit = newLimiter(5, cfg.Now)
 	s.addrLimit = newLimiter(30, cfg.Now)
+	s.accountLimit = newLimiter(20, cfg.Now)
+	s.hashes = newHashGate(cfg.HashConcurrency)
 	if err := s.bootstrap(ctx); err != nil {
 		s.closeStore()
 		return nil, err

@@ -597,27 +597,25 @@ func (s *Server) ChangeOwnPassword(ctx context.Context, p *principal, ch Passwor
 	if len(fields) > 0 {
 		return invalid(fields)
 	}
-	userKey := strings.ToLower(p.user.Username) + "|" + addr
-	if wait := max(s.userLimit.wait(userKey), s.addrLimit.wait(addr)); wait > 0 {
-		secs := max(int((wait+time.Second-1)/time.Second), 1)
-		return &Error{Status: http.StatusTooManyRequests, RetryAfter: time.Duration(secs) * time.Second,
-			Msg: fmt.Sprintf("too many wrong passwords: try again in %s", time.Duration(secs)*time.Second)}
+	at, err := s.guard(ctx, p.user.Username, addr)
+	if err != nil {
+		return err
 	}
+	ok := false
+	defer func() { at.done(ok) }()
 	u, err := s.st.User(ctx, p.user.Username)
 	if err != nil {
 		return storeErr(err, fmt.Sprintf("user %q", p.user.Username))
 	}
-	ok, err := checkPassword(u.PasswordHash, ch.CurrentPassword)
+	match, err := checkPassword(u.PasswordHash, ch.CurrentPassword)
 	if err != nil {
 		return internal(fmt.Errorf("user %q: %w", u.Username, err))
 	}
-	if !ok {
-		s.userLimit.fail(userKey)
-		s.addrLimit.fail(addr)
+	if !match {
 		s.audit.SignIn(ctx, u.Username, addr, false, "wrong current password in a password change")
 		return invalid(map[string]string{"currentPassword": "is wrong"})
 	}
-	s.userLimit.reset(userKey)
+	ok = true
 	if u.PasswordHash, err = hashPassword(ch.NewPassword, s.hash); err != nil {
 		return internal(err)
 	}
