@@ -558,7 +558,8 @@ func (c *command) open(ctx context.Context, args []string) error {
 			fmt.Fprintf(c.env.Stderr, "porthole: warning: %s: %s (%v)\n", f.Context(), check, err)
 		}
 		targets[f.Context()] = check
-		fmt.Fprintf(c.env.Stdout, "%s -> %s (target: %s)\n", f.Context(), f.Addr(), lowerFirst(strings.TrimSuffix(check, ".")))
+		// The first line stays "CONTEXT -> ADDR" alone: scripts read it.
+		fmt.Fprintf(c.env.Stdout, "%s -> %s\n  target: %s\n", f.Context(), f.Addr(), lowerFirst(strings.TrimSuffix(check, ".")))
 	}
 	fmt.Fprintln(c.env.Stdout, "Tunnels are open; press Ctrl-C to close them.")
 	// porthole status, in another terminal, reads what this process

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -366,7 +367,11 @@ func TestOpenChecksTheTargetAndStatusShowsErrors(t *testing.T) {
 		t.Fatalf("status before open: %v\n%s", err, out)
 	}
 	addrs, openOut := r.startOpen("db:0", "echo:0")
-	for _, want := range []string{"porthole: warning: db: Not reachable from the gateway: connection refused.", "(target: reachable in "} {
+	// Scripts read "CONTEXT -> ADDR" alone on its line.
+	if !regexp.MustCompile(`(?m)^echo -> 127\.0\.0\.1:\d+$`).MatchString(openOut.String()) {
+		t.Fatalf("no line of its own for the tunnel:\n%s", openOut)
+	}
+	for _, want := range []string{"porthole: warning: db: Not reachable from the gateway: connection refused.", "\n  target: reachable in "} {
 		if !strings.Contains(openOut.String(), want) {
 			t.Fatalf("open output lacks %q:\n%s", want, openOut)
 		}
