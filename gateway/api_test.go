@@ -517,3 +517,40 @@ func TestChangeOwnPasswordRateLimit(t *testing.T) {
 		t.Fatalf("status %d retry-after %q: %s", status, h.Get("Retry-After"), data)
 	}
 }
+
+// A client that trickles a request body is cut off after bodyReadTimeout
+// instead of holding the connection as long as it likes.
+func TestTricklingBodyIsCutOff(t *testing.T) {
+	old := bodyReadTimeout
+	bodyReadTimeout = 300 * time.Millisecond
+	t.Cleanup(func() { bodyReadTimeout = old })
+	g := startGateway(t)
+	c, err := net.Dial("tcp", strings.TrimPrefix(g.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "POST /api/v1/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"user")
+	start := time.Now()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	answer, err := io.ReadAll(c)
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("the connection was held for %s (%v)", d, err)
+	}
+	if len(answer) > 0 && !strings.Contains(string(answer), "400 Bad Request") {
+		t.Fatalf("answer %q", answer)
+	}
+	// A normal request on a kept-alive connection is not affected by the
+	// deadline of the one before it.
+	resp, err := http.Post(g.URL+"/api/v1/login", "application/json", strings.NewReader(`{"username":"admin","password":"`+adminPassword+`"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	time.Sleep(2 * bodyReadTimeout)
+	resp, err = http.Get(g.URL + "/healthz")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("kept-alive request after the deadline: %v", err)
+	}
+	resp.Body.Close()
+}

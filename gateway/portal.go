@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/porthole/porthole/connstr"
 	"github.com/porthole/porthole/gateway/acl"
@@ -276,8 +277,21 @@ type loginData struct {
 }
 
 // safeNext keeps a post-sign-in redirect on this site.
+// safeNext is where to go after signing in: next when it is a clean path
+// on this gateway, else "/". Browsers drop tabs and line breaks from URLs
+// and read '\\' as '/', so "/\t/evil.example" would leave the site: any
+// control character, space or backslash is refused, as is a "//" start.
 func safeNext(next string) string {
-	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/\\") {
+	if next == "" || next[0] != '/' || len(next) > 2048 || strings.HasPrefix(next, "//") {
+		return "/"
+	}
+	for _, r := range next {
+		if r <= ' ' || r == 0x7f || r == '\\' || unicode.IsSpace(r) || unicode.IsControl(r) {
+			return "/"
+		}
+	}
+	u, err := url.Parse(next)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || !strings.HasPrefix(u.Path, "/") || strings.HasPrefix(u.Path, "//") {
 		return "/"
 	}
 	return next

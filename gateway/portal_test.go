@@ -398,3 +398,40 @@ func TestPortalTestConnection(t *testing.T) {
 	// Testing saves nothing.
 	g.mustCall(404, "GET", "/api/v1/admin/tunnels/x", g.admin(), nil)
 }
+
+func TestSafeNext(t *testing.T) {
+	for in, want := range map[string]string{
+		"/tunnels":                "/tunnels",
+		"/audit?kind=tunnel.&x=1": "/audit?kind=tunnel.&x=1",
+		"":                        "/",
+		"tunnels":                 "/",
+		"//evil.example":          "/",
+		"/\\evil.example":         "/",
+		"/\t/evil.example":        "/",
+		"/\n/evil.example":        "/",
+		"/%09/evil.example":       "/%09/evil.example", // still encoded: a path on this site
+		"/ /evil.example":         "/",
+		"/\u00a0/evil.example":    "/",
+		"https://evil.example/":   "/",
+		"/x\x00":                  "/",
+	} {
+		if got := safeNext(in); got != want {
+			t.Errorf("safeNext(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// The sign-in page decodes next= itself: "%09" arrives as a tab and must
+// not send the browser to another site.
+func TestSignInRedirectStaysOnTheSite(t *testing.T) {
+	g := startGateway(t)
+	c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := c.PostForm(g.URL+"/login", url.Values{"username": {"admin"}, "password": {adminPassword}, "next": {"/\t/evil.example"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusSeeOther || strings.Contains(loc, "evil") || !strings.HasPrefix(loc, "/") || strings.HasPrefix(loc, "//") {
+		t.Fatalf("redirect %d to %q", resp.StatusCode, loc)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"html/template"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -674,7 +675,43 @@ func (s *Server) routes() http.Handler {
 	}))
 	s.portalRoutes(mux)
 	mux.Handle("/", http.HandlerFunc(s.serveRoot))
-	return http.NewCrossOriginProtection().Handler(mux)
+	return bodyDeadline(http.NewCrossOriginProtection().Handler(mux))
+}
+
+// bodyReadTimeout bounds reading a request's body: a client that trickles
+// one (slowloris) is cut off instead of holding a connection and a
+// goroutine for as long as it likes. http.Server's ReadHeaderTimeout
+// covers the headers; the next request on the connection resets both.
+var bodyReadTimeout = 10 * time.Second
+
+func bodyDeadline(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Body != nil && r.Body != http.NoBody && !websocket.IsWebSocketUpgrade(r) {
+			rc := http.NewResponseController(w)
+			if rc.SetReadDeadline(time.Now().Add(bodyReadTimeout)) == nil {
+				r.Body = &deadlineBody{ReadCloser: r.Body, rc: rc}
+			}
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// deadlineBody lifts the read deadline once the body has been read, so
+// the server's wait for the client's next request (and its detection of a
+// client that went away) is not cut short by it.
+type deadlineBody struct {
+	io.ReadCloser
+	rc   *http.ResponseController
+	done bool
+}
+
+func (b *deadlineBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF && !b.done {
+		b.done = true
+		b.rc.SetReadDeadline(time.Time{})
+	}
+	return n, err
 }
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) error {
