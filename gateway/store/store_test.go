@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -282,5 +283,36 @@ func TestSQLiteUsesItsClock(t *testing.T) {
 	tn, err := s.Tunnel(ctx, "mysql")
 	if err != nil || !tn.CreatedAt.Equal(at.Add(-time.Hour)) || !tn.UpdatedAt.Equal(at) {
 		t.Fatalf("tunnel times %v / %v (%v)", tn.CreatedAt, tn.UpdatedAt, err)
+	}
+}
+
+// The store holds the signing key and password hashes: only its owner
+// may read it, also its WAL, and an older readable file is tightened.
+func TestSQLiteFilesArePrivate(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "porthole.db")
+	s, err := OpenSQLite(t.Context(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	must(t, s.CreateEnvironment(t.Context(), "ROOT"))
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m := fi.Mode().Perm(); m != 0o600 {
+			t.Errorf("%s has mode %o, want 600", filepath.Base(p), m)
+		}
+	}
+	s.Close()
+	must(t, os.Chmod(path, 0o644))
+	s, err = OpenSQLite(t.Context(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o600 {
+		t.Fatalf("a readable store was left %o", fi.Mode().Perm())
 	}
 }
