@@ -42,6 +42,10 @@ type Config struct {
 	// MetricsAdminOnly restricts /metrics to administrators; false serves
 	// it to anyone who can reach the gateway.
 	MetricsAdminOnly bool `json:"metricsAdminOnly,omitempty"`
+	// DenyTargets are addresses no tunnel may lead to: CIDR ranges,
+	// addresses or address:port. Absent means DefaultDenyTargets; an empty
+	// list denies only the gateway's own port (always denied).
+	DenyTargets []string `json:"denyTargets,omitempty"`
 
 	// Fields below are not read from the file: tests and main set them.
 
@@ -49,7 +53,8 @@ type Config struct {
 	Logger *slog.Logger `json:"-"`
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time `json:"-"`
-	// Dial connects to targets; nil means a net.Dialer.
+	// Dial connects to targets; nil means a net.Dialer that refuses the
+	// DenyTargets after resolving names.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error) `json:"-"`
 	// Audit receives audit events; nil means the store and the log.
 	Audit Audit `json:"-"`
@@ -125,9 +130,11 @@ func (c *Config) CheckAndSetDefaults() error {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
-	if c.Dial == nil {
-		d := &net.Dialer{KeepAlive: 30 * time.Second}
-		c.Dial = d.DialContext
+	if c.DenyTargets == nil {
+		c.DenyTargets = DefaultDenyTargets
+	}
+	if _, err := parseDenyList(c.DenyTargets); err != nil {
+		return fmt.Errorf("config: %w", err)
 	}
 	if c.Announce == nil {
 		c.Announce = os.Stderr

@@ -473,6 +473,8 @@ type tunnelForm struct {
 	Test      string
 	TestOK    bool
 	Preview   preview
+	// Denied lists the addresses the gateway refuses as targets.
+	Denied string
 }
 
 func (s *Server) tunnelFormPage(w http.ResponseWriter, r *http.Request, p *principal, pg page) {
@@ -493,6 +495,7 @@ func (s *Server) tunnelFormPage(w http.ResponseWriter, r *http.Request, p *princ
 
 func (s *Server) renderTunnelForm(w http.ResponseWriter, r *http.Request, pg page, status int, f tunnelForm) {
 	f.Preview = s.previewAccess(r.Context(), f.Spec.UserGroups)
+	f.Denied = s.deny.String()
 	if f.Fields == nil {
 		f.Fields = map[string]string{}
 	}
@@ -562,7 +565,7 @@ func (s *Server) testDial(ctx context.Context, addr string) (string, bool) {
 	dctx, cancel := context.WithTimeout(ctx, min(time.Duration(s.cfg.DialTimeout), 5*time.Second))
 	defer cancel()
 	start := time.Now()
-	c, err := s.cfg.Dial(dctx, "tcp", a.String())
+	c, err := s.dialChecked(dctx, a.String())
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) {
 			return fmt.Sprintf("Not reachable: no answer within %s.", time.Since(start).Round(time.Second)), false

@@ -42,7 +42,7 @@ func TestPortalGolden(t *testing.T) {
 			Data: map[string]any{"Tunnels": []TunnelInfo{{TunnelSpec: spec, Connections: 2, CreatedAt: at, UpdatedAt: at}}}},
 		"tunnel_form": {Title: "Add a new tunnel", Nav: "tunnels", User: admin, CSRF: "tok", Data: tunnelForm{Spec: TunnelSpec{Context: "backend", SocketAddress: "db:3306", UserGroups: ".*@Prod"},
 			Fields: map[string]string{"context": `"backend" is reserved for Porthole's own use`}, Error: "Please correct the fields marked below.",
-			Test: "Reachable in 0.4 ms.", TestOK: true, Preview: preview{Users: []string{"alice", "bob"}}}},
+			Test: "Reachable in 0.4 ms.", TestOK: true, Preview: preview{Users: []string{"alice", "bob"}}, Denied: "169.254.0.0/16, fe80::/10"}},
 		"connections": {Title: "Live connections: mysql", Nav: "tunnels", User: admin, CSRF: "tok", Data: map[string]any{"Tunnel": spec,
 			"Conns": []liveView{{ID: 7, User: "alice", Since: at, Remote: "10.0.0.8", Up: 1234, Down: 5 << 20}}}},
 		"confirm": {Title: "Delete tunnel mysql?", Nav: "tunnels", User: admin, CSRF: "tok", Data: confirmData{Question: "Delete tunnel mysql?",

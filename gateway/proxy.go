@@ -108,7 +108,7 @@ func (s *Server) serveProxy(w http.ResponseWriter, r *http.Request) {
 func (s *Server) dialTarget(ctx context.Context, t store.Tunnel) (net.Conn, error) {
 	dctx, cancel := context.WithTimeout(ctx, time.Duration(s.cfg.DialTimeout))
 	defer cancel()
-	c, err := s.cfg.Dial(dctx, "tcp", t.SocketAddress)
+	c, err := s.dialChecked(dctx, t.SocketAddress)
 	if err != nil {
 		reason := dialReason(err)
 		if errors.Is(err, context.DeadlineExceeded) {
@@ -126,9 +126,25 @@ func (s *Server) dialTarget(ctx context.Context, t store.Tunnel) (net.Conn, erro
 	return c, nil
 }
 
+// dialChecked dials a target unless its address is denied (checked here
+// for IP addresses, and after name resolution by the default dialer).
+func (s *Server) dialChecked(ctx context.Context, addr string) (net.Conn, error) {
+	if err := s.deny.checkLiteral(addr); err != nil {
+		return nil, err
+	}
+	return s.dial(ctx, "tcp", addr)
+}
+
 // dialReason says why a dial failed in words for people: "connection
 // refused", "no such host", without the Go error's operation prefixes.
 func dialReason(err error) string {
+	if errors.Is(err, ErrTargetDenied) {
+		var oe *net.OpError
+		if errors.As(err, &oe) && oe.Err != nil {
+			err = oe.Err
+		}
+		return strings.TrimPrefix(err.Error(), ErrTargetDenied.Error()+": ")
+	}
 	var se *os.SyscallError
 	if errors.As(err, &se) {
 		return se.Err.Error()

@@ -295,18 +295,18 @@ func TestOversizedMessageClosesTunnel(t *testing.T) {
 }
 
 func TestSocketBufferSize(t *testing.T) {
-	g := startGateway(t, func(c *Config) { c.SocketBufferSize = 262144 })
-	if n := g.socketBufferSize(t.Context()); n != 262144 {
-		t.Fatalf("socketBufferSize = %d", n)
-	}
 	// The option reaches the target socket.
 	dialed := make(chan *net.TCPConn, 1)
-	g.cfg.Dial = func(ctx contextT, network, addr string) (net.Conn, error) {
+	dial := func(ctx contextT, network, addr string) (net.Conn, error) {
 		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
 		if err == nil {
 			dialed <- c.(*net.TCPConn)
 		}
 		return c, err
+	}
+	g := startGateway(t, func(c *Config) { c.SocketBufferSize, c.Dial = 262144, dial })
+	if n := g.socketBufferSize(t.Context()); n != 262144 {
+		t.Fatalf("socketBufferSize = %d", n)
 	}
 	admin := g.admin()
 	g.mustCall(201, "POST", "/api/v1/admin/tunnels", admin, TunnelSpec{Context: "echo", SocketAddress: echoServer(t)})

@@ -58,6 +58,9 @@ type Server struct {
 	metrics *metrics
 	// tlsConfig is nil for plain HTTP.
 	tlsConfig *tls.Config
+	// deny is what tunnels may not lead to; dial connects to targets.
+	deny *denyList
+	dial func(ctx context.Context, network, addr string) (net.Conn, error)
 
 	userLimit    *limiter // failed sign-ins per user and address
 	addrLimit    *limiter // failed sign-ins per address
@@ -117,6 +120,14 @@ func New(ctx context.Context, cfg Config, st store.Store) (*Server, error) {
 		}
 		s.tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
+	var err error
+	if s.deny, err = parseDenyList(cfg.DenyTargets); err != nil {
+		return nil, err
+	}
+	s.dial = cfg.Dial
+	if s.dial == nil {
+		s.dial = s.deny.dialer(30 * time.Second)
+	}
 	if st == nil {
 		sq, err := store.OpenSQLite(ctx, cfg.StorePath())
 		if err != nil {
@@ -140,7 +151,6 @@ func New(ctx context.Context, cfg Config, st store.Store) (*Server, error) {
 		s.closeStore()
 		return nil, err
 	}
-	var err error
 	s.baseCtx, s.cancelBase = context.WithCancelCause(context.Background())
 	s.upgrader = websocket.Upgrader{
 		HandshakeTimeout: 10 * time.Second,
@@ -244,6 +254,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return s.baseCtx },
+	}
+	if ta, ok := ln.Addr().(*net.TCPAddr); ok {
+		s.deny.listening(ta.Port)
 	}
 	if s.tlsConfig != nil {
 		hs.TLSConfig = s.tlsConfig

@@ -117,6 +117,8 @@ func (s *Server) checkTunnel(ctx context.Context, spec TunnelSpec) (TunnelSpec, 
 	}
 	if a, err := acl.ParseSocketAddress(spec.SocketAddress); err != nil {
 		fields["socketAddress"] = err.Error()
+	} else if err := s.deny.checkLiteral(a.String()); err != nil {
+		fields["socketAddress"] = strings.TrimPrefix(err.Error(), ErrTargetDenied.Error()+": ")
 	} else {
 		spec.SocketAddress = a.String()
 	}
