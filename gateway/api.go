@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/porthole/porthole/gateway/acl"
 	"github.com/porthole/porthole/gateway/store"
 	"github.com/porthole/porthole/wire"
 )
@@ -61,6 +62,12 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// Longest user name and password a sign-in accepts.
+const (
+	maxNameLen     = 256
+	maxPasswordLen = 1024
+)
+
 // signIn checks a user name and password from addr, with rate limiting,
 // and starts a session. The JSON API and the portal both sign in here.
 func (s *Server) signIn(ctx context.Context, username, password, addr string) (LoginResponse, error) {
@@ -70,6 +77,14 @@ func (s *Server) signIn(ctx context.Context, username, password, addr string) (L
 	}
 	if password == "" {
 		fields["password"] = "is required"
+	}
+	// Nothing longer is a name or a password anyone types; refused before
+	// it is hashed, logged or audited.
+	if len(username) > maxNameLen {
+		fields["username"] = fmt.Sprintf("is longer than %d characters", maxNameLen)
+	}
+	if len(password) > maxPasswordLen {
+		fields["password"] = fmt.Sprintf("is longer than %d characters", maxPasswordLen)
 	}
 	if len(fields) > 0 {
 		return LoginResponse{}, invalid(fields)
@@ -279,6 +294,9 @@ func (s *Server) checkTarget(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) lookupTunnel(r *http.Request, p *principal) (store.Tunnel, error) {
 	name := r.PathValue("context")
+	if len(name) > acl.MaxContextLen { // no such tunnel can exist
+		return store.Tunnel{}, &Error{Status: http.StatusNotFound, Msg: fmt.Sprintf("there is no tunnel %q", clip(name, acl.MaxContextLen)), Err: store.ErrNotFound}
+	}
 	key := strings.ToLower(name)
 	t, ok := s.cache.tunnel(key)
 	if !ok {
@@ -286,7 +304,7 @@ func (s *Server) lookupTunnel(r *http.Request, p *principal) (store.Tunnel, erro
 		var err error
 		t, err = s.st.Tunnel(r.Context(), name)
 		if errors.Is(err, store.ErrNotFound) {
-			return t, &Error{Status: http.StatusNotFound, Msg: fmt.Sprintf("there is no tunnel %q", name), Err: err}
+			return t, &Error{Status: http.StatusNotFound, Msg: fmt.Sprintf("there is no tunnel %q", clip(name, acl.MaxContextLen)), Err: err}
 		}
 		if err != nil {
 			return t, internal(err)

@@ -3,8 +3,11 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
+	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/porthole/porthole/gateway/store"
 )
@@ -42,18 +45,66 @@ type TunnelRecord struct {
 	Error     string        `json:"error,omitempty"`
 }
 
+// Bounds on what one audit event (and its log line) may hold, whatever a
+// client sent: names are clipped, details beyond maxAuditDetails are
+// replaced by their beginning.
+const (
+	maxAuditName    = 200
+	maxAuditDetails = 4 << 10
+)
+
+// repeatWindow is how long repeated refusals (the same kind, actor,
+// target and reason) are folded into one event with a count.
+const repeatWindow = time.Minute
+
+// maxRepeatKeys bounds the refusals being counted at once; past it,
+// refusals are written one by one (still clipped).
+const maxRepeatKeys = 10000
+
 // storeAudit writes events to the store and as structured log lines.
 type storeAudit struct {
 	st     store.Store
 	log    *slog.Logger
 	now    func() time.Time
 	failed func() // counts a failed write
+
+	// mu guards repeats.
+	mu      sync.Mutex
+	repeats map[repeatKey]*repeatEntry
+}
+
+type repeatKey struct{ kind, actor, target, reason string }
+
+// repeatEntry counts the refusals folded after the first one was written.
+type repeatEntry struct {
+	first      time.Time
+	last       time.Time
+	suppressed int
+	outcome    string
+	details    any
+}
+
+// clip shortens s to at most n bytes (on a character boundary), saying
+// how much was cut.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s…(+%d bytes)", s[:cut], len(s)-cut)
 }
 
 func (a *storeAudit) record(ctx context.Context, actor, kind, target, outcome string, details any) {
+	actor, target = clip(actor, maxAuditName), clip(target, maxAuditName)
 	b, err := json.Marshal(details)
 	if err != nil {
 		b = []byte("{}")
+	}
+	if len(b) > maxAuditDetails {
+		b, _ = json.Marshal(map[string]any{"clipped": clip(string(b), 1024), "bytes": len(b)})
 	}
 	a.log.LogAttrs(ctx, slog.LevelInfo, "audit", slog.String("actor", actor), slog.String("kind", kind),
 		slog.String("target", target), slog.String("outcome", outcome), slog.String("details", string(b)))
@@ -66,6 +117,67 @@ func (a *storeAudit) record(ctx context.Context, actor, kind, target, outcome st
 	}
 }
 
+// refusal records a refused sign-in or tunnel. The first of a kind is
+// written at once; the same refusal again within repeatWindow is only
+// counted, and the count is written as one event when the window ends
+// (flushRepeats), so a flood of guesses costs one row, not thousands.
+func (a *storeAudit) refusal(ctx context.Context, actor, kind, target, reason string, details any) {
+	key := repeatKey{kind, clip(actor, maxAuditName), clip(target, maxAuditName), clip(reason, maxAuditName)}
+	now := a.now()
+	a.mu.Lock()
+	if a.repeats == nil {
+		a.repeats = map[repeatKey]*repeatEntry{}
+	}
+	if e, ok := a.repeats[key]; ok && now.Sub(e.first) < repeatWindow {
+		e.suppressed++
+		e.last, e.details = now, details
+		a.mu.Unlock()
+		return
+	}
+	var due *repeatEntry
+	if e, ok := a.repeats[key]; ok {
+		due = e // its window ended: write its count before the new one
+		delete(a.repeats, key)
+	}
+	if len(a.repeats) < maxRepeatKeys {
+		a.repeats[key] = &repeatEntry{first: now, outcome: "denied"}
+	}
+	a.mu.Unlock()
+	if due != nil && due.suppressed > 0 {
+		a.writeRepeat(ctx, key, due)
+	}
+	a.record(ctx, actor, kind, target, "denied", details)
+}
+
+func (a *storeAudit) writeRepeat(ctx context.Context, k repeatKey, e *repeatEntry) {
+	a.record(ctx, k.actor, k.kind, k.target, e.outcome, map[string]any{"repeated": e.suppressed,
+		"since": e.first.UTC(), "until": e.last.UTC(), "reason": k.reason, "last": e.details})
+}
+
+// flushRepeats writes the counts of refusals whose window has ended, or
+// of all of them (at shutdown).
+func (a *storeAudit) flushRepeats(ctx context.Context, all bool) {
+	now := a.now()
+	type due struct {
+		k repeatKey
+		e *repeatEntry
+	}
+	var out []due
+	a.mu.Lock()
+	for k, e := range a.repeats {
+		if all || now.Sub(e.first) >= repeatWindow {
+			delete(a.repeats, k)
+			if e.suppressed > 0 {
+				out = append(out, due{k, e})
+			}
+		}
+	}
+	a.mu.Unlock()
+	for _, d := range out {
+		a.writeRepeat(ctx, d.k, d.e)
+	}
+}
+
 func (a *storeAudit) AdminChange(ctx context.Context, actor, kind, target string, before, after any) {
 	a.record(ctx, actor, kind, target, "ok", map[string]any{"before": before, "after": after})
 }
@@ -75,7 +187,7 @@ func (a *storeAudit) SignIn(ctx context.Context, user, addr string, ok bool, rea
 		a.record(ctx, user, "auth.login", user, "ok", map[string]any{"addr": addr})
 		return
 	}
-	a.record(ctx, user, "auth.login_failed", user, "denied", map[string]any{"addr": addr, "reason": reason})
+	a.refusal(ctx, user, "auth.login_failed", user, reason, map[string]any{"addr": clip(addr, maxAuditName), "reason": reason})
 }
 
 func (a *storeAudit) SignOut(ctx context.Context, user, session string) {
@@ -87,8 +199,9 @@ func (a *storeAudit) TunnelOpened(ctx context.Context, t TunnelRecord) {
 }
 
 func (a *storeAudit) TunnelDenied(ctx context.Context, t TunnelRecord, reason string) {
-	t.Error = reason
-	a.record(ctx, t.User, "tunnel.denied", t.Context, "denied", t)
+	t.Error = clip(reason, maxAuditName)
+	t.Context, t.User, t.Remote = clip(t.Context, maxAuditName), clip(t.User, maxAuditName), clip(t.Remote, maxAuditName)
+	a.refusal(ctx, t.User, "tunnel.denied", t.Context, t.Error, t)
 }
 
 func (a *storeAudit) TunnelClosed(ctx context.Context, t TunnelRecord) {

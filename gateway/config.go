@@ -42,6 +42,11 @@ type Config struct {
 	// MetricsAdminOnly restricts /metrics to administrators; false serves
 	// it to anyone who can reach the gateway.
 	MetricsAdminOnly bool `json:"metricsAdminOnly,omitempty"`
+	// AuditMaxAge is how long audit events are kept; 0 means 90 days.
+	AuditMaxAge Duration `json:"auditMaxAge,omitempty"`
+	// AuditMaxEvents is how many audit events are kept at most (the oldest
+	// go first); 0 means 1,000,000 (a few hundred MB).
+	AuditMaxEvents int `json:"auditMaxEvents,omitempty"`
 	// DenyTargets are addresses no tunnel may lead to: CIDR ranges,
 	// addresses or address:port. Absent means DefaultDenyTargets; an empty
 	// list denies only the gateway's own port (always denied).
@@ -129,6 +134,18 @@ func (c *Config) CheckAndSetDefaults() error {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.AuditMaxAge == 0 {
+		c.AuditMaxAge = Duration(90 * 24 * time.Hour)
+	}
+	if c.AuditMaxAge < Duration(time.Hour) {
+		return fmt.Errorf("config: auditMaxAge %s is shorter than an hour", time.Duration(c.AuditMaxAge))
+	}
+	if c.AuditMaxEvents == 0 {
+		c.AuditMaxEvents = 1_000_000
+	}
+	if c.AuditMaxEvents < 1000 {
+		return fmt.Errorf("config: auditMaxEvents %d is fewer than 1000", c.AuditMaxEvents)
 	}
 	if c.DenyTargets == nil {
 		c.DenyTargets = DefaultDenyTargets

@@ -250,3 +250,26 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// auditedCount is how many events of kind the audit log accounts for:
+// pending repeat counts are written first, and a row that folds repeated
+// refusals counts for each of them.
+func (g *testGW) auditedCount(kind string) int {
+	g.t.Helper()
+	if sa, ok := g.audit.(*storeAudit); ok {
+		sa.flushRepeats(g.t.Context(), true)
+	}
+	evs, err := g.events(g.t.Context(), eventFilter(kind))
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	n := 0
+	for _, e := range evs {
+		if r, ok := e.Details["repeated"].(float64); ok {
+			n += int(r)
+		} else {
+			n++
+		}
+	}
+	return n
+}

@@ -80,7 +80,7 @@ func writeError(log *slog.Logger, w http.ResponseWriter, r *http.Request, err er
 	if he.Status >= 500 {
 		level = slog.LevelError
 	}
-	log.Log(r.Context(), level, "request failed", "method", r.Method, "path", r.URL.Path, "status", he.Status, "err", he.Error())
+	log.Log(r.Context(), level, "request failed", "method", r.Method, "path", clip(r.URL.Path, maxAuditName), "status", he.Status, "err", he.Error())
 	if he.Status == http.StatusUnauthorized {
 		// RFC 6750: say how to authenticate.
 		w.Header().Set("WWW-Authenticate", `Bearer realm="porthole"`)

@@ -46,6 +46,24 @@ const (
 // for changes this process did not make itself.
 const recheckPeriod = 3 * time.Second
 
+// auditPrunePeriod is how often audit events past the retention limits
+// are deleted (and once at start).
+const auditPrunePeriod = time.Hour
+
+// pruneAudit deletes audit events older than the configured age and
+// beyond the configured number, and says how many it deleted.
+func (s *Server) pruneAudit(ctx context.Context) {
+	before := s.cfg.Now().Add(-time.Duration(s.cfg.AuditMaxAge))
+	n, err := s.st.PruneEvents(ctx, before, s.cfg.AuditMaxEvents)
+	if err != nil {
+		s.log.Error("prune the audit log", "err", err)
+		return
+	}
+	if n > 0 {
+		s.log.Info("pruned the audit log", "deleted", n, "older_than", before.UTC().Format(time.RFC3339), "keep_at_most", s.cfg.AuditMaxEvents)
+	}
+}
+
 // Server is a Porthole gateway.
 type Server struct {
 	cfg     Config
@@ -279,11 +297,20 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		t := time.NewTicker(recheckPeriod)
 		defer t.Stop()
 		seen, _ := s.st.Setting(rctx, settingGeneration)
+		s.pruneAudit(rctx)
+		lastPrune := time.Now()
 		for {
 			select {
 			case <-rctx.Done():
 				return
 			case <-t.C:
+			}
+			if sa, ok := s.audit.(*storeAudit); ok {
+				sa.flushRepeats(rctx, false)
+			}
+			if time.Since(lastPrune) >= auditPrunePeriod {
+				s.pruneAudit(rctx)
+				lastPrune = time.Now()
 			}
 			// One small query while nothing changed; a full recheck of
 			// the live tunnels only after a change, made here or by
@@ -365,6 +392,9 @@ func (s *Server) Close() error {
 	var err error
 	s.closeOnce.Do(func() {
 		s.dropLive(wire.CloseGoingAway, "gateway shutting down")
+		if sa, ok := s.audit.(*storeAudit); ok {
+			sa.flushRepeats(context.Background(), true)
+		}
 		err = s.closeStore()
 	})
 	return err

@@ -642,6 +642,29 @@ func (s *SQLite) AppendEvent(ctx context.Context, e Event) (int64, error) {
 	return res.LastInsertId()
 }
 
+// PruneEvents implements Store.
+func (s *SQLite) PruneEvents(ctx context.Context, before time.Time, keep int) (int64, error) {
+	var n int64
+	err := inTx(ctx, s.db, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM audit WHERE time < ?`, fromTime(before))
+		if err != nil {
+			return err
+		}
+		n, _ = res.RowsAffected()
+		res, err = tx.ExecContext(ctx, `DELETE FROM audit WHERE id <= (SELECT id FROM audit ORDER BY id DESC LIMIT 1 OFFSET ?)`, keep)
+		if err != nil {
+			return err
+		}
+		m, _ := res.RowsAffected()
+		n += m
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("prune audit events: %w", err)
+	}
+	return n, nil
+}
+
 // Events implements Store.
 func (s *SQLite) Events(ctx context.Context, f EventFilter) ([]Event, error) {
 	var where []string

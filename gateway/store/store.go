@@ -141,6 +141,9 @@ type Store interface {
 	DeleteExpiredSessions(ctx context.Context, t time.Time) error
 
 	AppendEvent(ctx context.Context, e Event) (int64, error)
+	// PruneEvents deletes events older than before and all but the newest
+	// keep, and returns how many it deleted.
+	PruneEvents(ctx context.Context, before time.Time, keep int) (int64, error)
 	Events(ctx context.Context, f EventFilter) ([]Event, error)
 
 	Close() error

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -210,6 +211,26 @@ func testStore(t *testing.T, open func(t *testing.T) Store) {
 		must(t, s.DeleteExpiredSessions(ctx, t0))
 		if _, err := s.Session(ctx, "s3"); !errors.Is(err, ErrNotFound) {
 			t.Fatalf("expired session kept: %v", err)
+		}
+	})
+	t.Run("prune audit", func(t *testing.T) {
+		s := open(t)
+		t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+		for i := range 10 {
+			_, err := s.AppendEvent(ctx, Event{Time: t0.Add(time.Duration(i) * time.Hour), Actor: "a", Kind: "k", Target: fmt.Sprint(i), Outcome: "ok"})
+			must(t, err)
+		}
+		n, err := s.PruneEvents(ctx, t0.Add(2*time.Hour), 100) // by age: 0 and 1 go
+		if err != nil || n != 2 {
+			t.Fatalf("prune by age: %d %v", n, err)
+		}
+		n, err = s.PruneEvents(ctx, t0, 5) // by number: the 3 oldest of 8 go
+		if err != nil || n != 3 {
+			t.Fatalf("prune by number: %d %v", n, err)
+		}
+		evs, _ := s.Events(ctx, EventFilter{Limit: 100})
+		if len(evs) != 5 || evs[0].Target != "9" || evs[4].Target != "5" {
+			t.Fatalf("left %+v", evs)
 		}
 	})
 	t.Run("audit", func(t *testing.T) {
