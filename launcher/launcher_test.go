@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -420,5 +421,65 @@ func TestCheckCommand(t *testing.T) {
 	}
 	if err := Run(t.Context(), []string{"check"}, &out, io.Discard); err == nil {
 		t.Fatal("check without --config accepted")
+	}
+}
+
+var childRE = regexp.MustCompile(`helper child pid=(\d+)`)
+
+// A program's children, also those that left its session, are stopped
+// with it, and they count toward maxProcesses while they run.
+func TestChildrenAreStoppedAndCounted(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("process groups and marks are Linux's")
+	}
+	e := startLauncher(t, map[string]string{"fork.rule": processRule("fork", "/fork", "--mode", "echo", "--spawn", "2")},
+		func(c *Config) { c.MaxProcesses = 3 })
+	c1, line := e.ask("/fork")
+	if line != "OK" {
+		t.Fatalf("first: %q", line)
+	}
+	e.waitLog("helper child pid=")
+	deadline := time.Now().Add(10 * time.Second)
+	var children []int
+	for len(children) < 2 && time.Now().Before(deadline) {
+		children = children[:0]
+		for _, m := range childRE.FindAllStringSubmatch(e.logs.String(), -1) {
+			n, _ := strconv.Atoi(m[1])
+			children = append(children, n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if len(children) != 2 {
+		t.Fatalf("children logged: %v", children)
+	}
+	// One program and its two children: the third slot is taken.
+	_, line = e.ask("/fork")
+	if !strings.HasPrefix(line, "ERR 503 too busy: 3 processes (programs and their children)") {
+		t.Fatalf("with 3 processes running: %q", line)
+	}
+	c1.Close()
+	e.waitLog("process stopped")
+	for _, pid := range children {
+		waitDead(t, pid, 5*time.Second)
+	}
+}
+
+// waitDead waits until pid is gone or a zombie (killed, not yet reaped by
+// whoever inherited it).
+func waitDead(t *testing.T, pid int, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if os.IsNotExist(err) {
+			return
+		}
+		if f := strings.Fields(string(stat)); len(f) > 2 && f[2] == "Z" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("process %d still runs: %s", pid, stat)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

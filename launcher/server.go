@@ -35,6 +35,10 @@ type Server struct {
 	log   *slog.Logger
 	rules atomic.Pointer[RuleSet]
 	slots chan struct{}
+	// id prefixes the mark of every process this launcher starts (see
+	// procs_linux.go); launches counts them for each mark.
+	id       string
+	launches atomic.Uint64
 
 	reloadMu sync.Mutex // one reload at a time
 	wg       sync.WaitGroup
@@ -51,7 +55,8 @@ func New(cfg Config) (*Server, error) {
 	if err := cfg.CheckAndSetDefaults(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, slots: make(chan struct{}, cfg.MaxProcesses), conns: map[net.Conn]struct{}{}}
+	s := &Server{cfg: cfg, log: cfg.Logger, slots: make(chan struct{}, cfg.MaxProcesses), conns: map[net.Conn]struct{}{},
+		id: strconv.Itoa(os.Getpid()) + "-" + strconv.FormatInt(time.Now().UnixNano(), 36)}
 	s.rules.Store(&RuleSet{})
 	if _, err := os.Stat(cfg.RulesDir); err != nil {
 		return nil, fmt.Errorf("rules folder: %w", err)
@@ -276,6 +281,11 @@ func (s *Server) handle(ctx context.Context, c net.Conn) {
 		s.refuse(c, log, &Error{503, fmt.Sprintf("too busy: %d processes are running, the most this launcher allows", s.cfg.MaxProcesses)})
 		return
 	}
+	// Programs' children count too (where the system tells).
+	if n := countMarked(s.id + "."); n >= s.cfg.MaxProcesses {
+		s.refuse(c, log, &Error{503, fmt.Sprintf("too busy: %d processes (programs and their children) are running, the most this launcher allows is %d", n, s.cfg.MaxProcesses)})
+		return
+	}
 	s.run(ctx, c, log, plan, port)
 }
 
@@ -297,7 +307,9 @@ func (s *Server) run(ctx context.Context, c net.Conn, log *slog.Logger, plan *Pl
 	pctx, stop := context.WithCancel(context.Background())
 	defer stop()
 	cmd := exec.CommandContext(pctx, plan.Argv[0], plan.Argv[1:]...)
-	cmd.Env = mergeEnv(os.Environ(), plan.Env)
+	token := s.id + "." + strconv.FormatUint(s.launches.Add(1), 10)
+	cmd.Env = append(mergeEnv(os.Environ(), plan.Env), launchEnv+"="+token)
+	prepare(cmd)
 	cmd.Cancel = func() error { return interrupt(cmd.Process) }
 	cmd.WaitDelay = time.Duration(s.cfg.StopGrace)
 	out := &logWriter{log: log, stream: "stdout"}
@@ -323,6 +335,7 @@ func (s *Server) run(ctx context.Context, c net.Conn, log *slog.Logger, plan *Pl
 	defer func() {
 		stop() // interrupt, then kill after stopGrace
 		<-done
+		sweep(pid, token) // what it started and left behind
 		log.Info("process stopped", "exit", exitText(status))
 	}()
 

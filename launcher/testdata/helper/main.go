@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"os/exec"
 	"os/signal"
 	"strings"
 	"syscall"
@@ -22,7 +23,22 @@ func main() {
 	mode := flag.String("mode", "echo", "echo | exit | describe | never-listen")
 	envNames := flag.String("env", "", "comma-separated environment variables to describe")
 	ignoreInt := flag.Bool("ignore-interrupt", false, "ignore SIGINT")
+	spawn := flag.Int("spawn", 0, "start this many children that sleep, in their own sessions (setsid)")
 	flag.Parse()
+	if *mode == "sleep" {
+		signal.Ignore(syscall.SIGINT, syscall.SIGHUP)
+		time.Sleep(time.Hour)
+		return
+	}
+	for range *spawn {
+		child := exec.Command(os.Args[0], "--mode", "sleep")
+		child.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+		if err := child.Start(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+		fmt.Printf("helper child pid=%d\n", child.Process.Pid)
+	}
 	fmt.Printf("helper pid=%d mode=%s\n", os.Getpid(), *mode)
 	fmt.Fprintln(os.Stderr, "helper says hello on stderr")
 	if *ignoreInt {
