@@ -68,6 +68,9 @@ type storeAudit struct {
 	now    func() time.Time
 	failed func() // counts a failed write
 
+	// queue writes the tunnel rows, which come in bursts, in batches.
+	queue *eventQueue
+
 	// mu guards repeats.
 	mu      sync.Mutex
 	repeats map[repeatKey]*repeatEntry
@@ -97,7 +100,9 @@ func clip(s string, n int) string {
 	return fmt.Sprintf("%s…(+%d bytes)", s[:cut], len(s)-cut)
 }
 
-func (a *storeAudit) record(ctx context.Context, actor, kind, target, outcome string, details any) {
+// event makes the stored form of an audit event, clipped to the bounds,
+// and logs it.
+func (a *storeAudit) event(ctx context.Context, actor, kind, target, outcome string, details any) store.Event {
 	actor, target = clip(actor, maxAuditName), clip(target, maxAuditName)
 	b, err := json.Marshal(details)
 	if err != nil {
@@ -108,11 +113,16 @@ func (a *storeAudit) record(ctx context.Context, actor, kind, target, outcome st
 	}
 	a.log.LogAttrs(ctx, slog.LevelInfo, "audit", slog.String("actor", actor), slog.String("kind", kind),
 		slog.String("target", target), slog.String("outcome", outcome), slog.String("details", string(b)))
+	return store.Event{Time: a.now(), Actor: actor, Kind: kind, Target: target, Outcome: outcome, Details: b}
+}
+
+func (a *storeAudit) record(ctx context.Context, actor, kind, target, outcome string, details any) {
+	e := a.event(ctx, actor, kind, target, outcome, details)
 	// The write must outlive a cancelled request.
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	if _, err := a.st.AppendEvent(wctx, store.Event{Time: a.now(), Actor: actor, Kind: kind, Target: target, Outcome: outcome, Details: b}); err != nil {
-		a.log.Error("audit write failed", "kind", kind, "target", target, "err", err)
+	if _, err := a.st.AppendEvent(wctx, e); err != nil {
+		a.log.Error("audit write failed", "kind", kind, "target", e.Target, "err", err)
 		a.failed()
 	}
 }
@@ -195,7 +205,7 @@ func (a *storeAudit) SignOut(ctx context.Context, user, session string) {
 }
 
 func (a *storeAudit) TunnelOpened(ctx context.Context, t TunnelRecord) {
-	a.record(ctx, t.User, "tunnel.open", t.Context, "ok", t)
+	a.queue.add(a.event(ctx, t.User, "tunnel.open", t.Context, "ok", t))
 }
 
 func (a *storeAudit) TunnelDenied(ctx context.Context, t TunnelRecord, reason string) {
@@ -210,5 +220,5 @@ func (a *storeAudit) TunnelClosed(ctx context.Context, t TunnelRecord) {
 	if t.Error != "" {
 		outcome = "error"
 	}
-	a.record(ctx, t.User, "tunnel.close", t.Context, outcome, t)
+	a.queue.add(a.event(ctx, t.User, "tunnel.close", t.Context, outcome, t))
 }

@@ -213,6 +213,12 @@ func (s *Server) carry(p *principal, t store.Tunnel, rec TunnelRecord, ws *webso
 
 // events reads audit events for the API.
 func (s *Server) events(ctx context.Context, f store.EventFilter) ([]AuditEvent, error) {
+	if sa, ok := s.audit.(*storeAudit); ok {
+		// Tunnel rows are written in batches: show them once stored.
+		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		sa.queue.sync(wctx)
+		cancel()
+	}
 	evs, err := s.st.Events(ctx, f)
 	if err != nil {
 		return nil, internal(err)

@@ -234,9 +234,36 @@ func (s *Server) ImportSeed(ctx context.Context, actor string, data []byte, opts
 	if opts.DryRun {
 		return res, nil
 	}
+	// The audit rows are stored in the transaction that stores the
+	// tunnels: an import stopped half-way leaves neither.
+	type change struct {
+		kind, target  string
+		before, after any
+	}
+	var changes []change
+	for _, it := range res.Tunnels {
+		switch it.Action {
+		case "update":
+			changes = append(changes, change{"tunnel.update", it.After.Context, it.Before, it.After})
+		case "create":
+			changes = append(changes, change{"tunnel.create", it.After.Context, nil, it.After})
+		}
+	}
+	sa, inTx := s.audit.(*storeAudit)
+	var events []store.Event
+	if inTx {
+		for _, c := range changes {
+			events = append(events, sa.event(ctx, actor, c.kind, c.target, "ok", map[string]any{"before": c.before, "after": c.after}))
+		}
+	}
 	if len(put) > 0 {
-		if err := s.st.PutTunnels(ctx, put); err != nil {
+		if err := s.st.PutTunnels(ctx, put, events); err != nil {
 			return res, internal(err)
+		}
+	}
+	if !inTx {
+		for _, c := range changes {
+			s.audit.AdminChange(ctx, actor, c.kind, c.target, c.before, c.after)
 		}
 	}
 	if bufSize > 0 && bufSize != res.OldSocketBufferSize {
@@ -244,14 +271,6 @@ func (s *Server) ImportSeed(ctx context.Context, actor string, data []byte, opts
 			return res, internal(err)
 		}
 		s.audit.AdminChange(ctx, actor, "setting.update", "socketBufferSize", res.OldSocketBufferSize, bufSize)
-	}
-	for _, it := range res.Tunnels {
-		switch it.Action {
-		case "update":
-			s.audit.AdminChange(ctx, actor, "tunnel.update", it.After.Context, it.Before, it.After)
-		case "create":
-			s.audit.AdminChange(ctx, actor, "tunnel.create", it.After.Context, nil, it.After)
-		}
 	}
 	if len(put) > 0 || bufSize > 0 {
 		s.changed(ctx)

@@ -4,11 +4,17 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/porthole/porthole/gateway/store"
 )
 
 func newOffline(t *testing.T) *Server {
@@ -256,4 +262,63 @@ func must(t *testing.T, err error) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// An import killed half-way leaves tunnels and their audit rows in step:
+// both are written in one transaction.
+func TestImportKilledHalfWayKeepsAuditInStep(t *testing.T) {
+	if dir := os.Getenv("PORTHOLE_IMPORT_HELPER"); dir != "" {
+		// The child: import, and be killed by the parent meanwhile.
+		err := Run(context.Background(), []string{"import", filepath.Join(dir, "seed.json"), "--data", dir}, IO{Stdout: io.Discard, Stderr: io.Discard})
+		fmt.Println("import finished:", err)
+		return
+	}
+	dir := t.TempDir()
+	var b strings.Builder
+	b.WriteString(`{"server": {"webSocketsProxy": {"tunnels": [`)
+	for i := range 3000 {
+		if i > 0 {
+			b.WriteString(",")
+		}
+		fmt.Fprintf(&b, `{"context": "t%d", "socketHost": "db%d", "socketPort": 5432}`, i, i)
+	}
+	b.WriteString("]}}}")
+	must(t, os.WriteFile(filepath.Join(dir, "seed.json"), []byte(b.String()), 0o600))
+	newOfflineAt(t, dir).Close() // the store exists before the child opens it
+	cmd := exec.Command(os.Args[0], "-test.run=^TestImportKilledHalfWayKeepsAuditInStep$")
+	cmd.Env = append(os.Environ(), "PORTHOLE_IMPORT_HELPER="+dir, "PORTHOLE_ADMIN_PASSWORD="+adminPassword)
+	must(t, cmd.Start())
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	// Kill it the moment tunnels appear in the store.
+	st, err := store.OpenSQLite(t.Context(), filepath.Join(dir, "porthole.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if ts, err := st.Tunnels(t.Context()); err == nil && len(ts) > 0 {
+			cmd.Process.Kill()
+			break
+		}
+		select {
+		case err := <-exited:
+			t.Fatalf("the import ended before any tunnel appeared: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatal("no tunnel appeared within a minute")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	<-exited
+	st.Close()
+	s := newOfflineAt(t, dir)
+	ts, _ := s.st.Tunnels(t.Context())
+	evs, _ := s.st.Events(t.Context(), store.EventFilter{Kind: "tunnel.create", Limit: 5000})
+	if len(ts) != len(evs) {
+		t.Fatalf("after the kill: %d tunnels but %d audit rows for them", len(ts), len(evs))
+	}
+	t.Logf("killed after commit: %d tunnels, %d audit rows", len(ts), len(evs))
 }

@@ -158,7 +158,8 @@ func New(ctx context.Context, cfg Config, st store.Store) (*Server, error) {
 	s.metrics = newMetrics()
 	s.audit = cfg.Audit
 	if s.audit == nil {
-		s.audit = &storeAudit{st: st, log: s.log, now: cfg.Now, failed: s.metrics.auditFailures.Inc}
+		s.audit = &storeAudit{st: st, log: s.log, now: cfg.Now, failed: s.metrics.auditFailures.Inc,
+			queue: newEventQueue(st, s.log, s.metrics.auditFailures.Inc)}
 	}
 	s.cache = newLookupCache(cfg.Now)
 	s.userLimit = newLimiter(5, cfg.Now)
@@ -394,6 +395,7 @@ func (s *Server) Close() error {
 		s.dropLive(wire.CloseGoingAway, "gateway shutting down")
 		if sa, ok := s.audit.(*storeAudit); ok {
 			sa.flushRepeats(context.Background(), true)
+			sa.queue.close()
 		}
 		err = s.closeStore()
 	})

@@ -542,8 +542,11 @@ func (s *SQLite) DeleteTunnel(ctx context.Context, context string) error {
 }
 
 // PutTunnels implements Store.
-func (s *SQLite) PutTunnels(ctx context.Context, ts []Tunnel) error {
+func (s *SQLite) PutTunnels(ctx context.Context, ts []Tunnel, events []Event) error {
 	return inTx(ctx, s.db, func(tx *sql.Tx) error {
+		if err := appendEvents(ctx, tx, events); err != nil {
+			return err
+		}
 		n := s.now()
 		for _, t := range ts {
 			_, err := tx.ExecContext(ctx, `INSERT INTO tunnels(`+tunnelCols+`) VALUES (?, ?, ?, ?, ?, ?, ?)
@@ -640,6 +643,32 @@ func (s *SQLite) AppendEvent(ctx context.Context, e Event) (int64, error) {
 		return 0, mapErr(err, "append audit event")
 	}
 	return res.LastInsertId()
+}
+
+// AppendEvents implements Store.
+func (s *SQLite) AppendEvents(ctx context.Context, events []Event) error {
+	return inTx(ctx, s.db, func(tx *sql.Tx) error { return appendEvents(ctx, tx, events) })
+}
+
+func appendEvents(ctx context.Context, tx *sql.Tx, events []Event) error {
+	if len(events) == 0 {
+		return nil
+	}
+	stmt, err := tx.PrepareContext(ctx, `INSERT INTO audit(time, actor, kind, target, outcome, details) VALUES (?, ?, ?, ?, ?, ?)`)
+	if err != nil {
+		return mapErr(err, "append audit events")
+	}
+	defer stmt.Close()
+	for _, e := range events {
+		details := string(e.Details)
+		if details == "" {
+			details = "{}"
+		}
+		if _, err := stmt.ExecContext(ctx, fromTime(e.Time), e.Actor, e.Kind, e.Target, e.Outcome, details); err != nil {
+			return mapErr(err, "append audit events")
+		}
+	}
+	return nil
 }
 
 // PruneEvents implements Store.

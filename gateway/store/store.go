@@ -126,9 +126,10 @@ type Store interface {
 	// context may differ).
 	UpdateTunnel(ctx context.Context, oldContext string, t Tunnel) error
 	DeleteTunnel(ctx context.Context, context string) error
-	// PutTunnels creates or replaces each tunnel (matched by context) in one
-	// transaction: all of them are stored or none.
-	PutTunnels(ctx context.Context, ts []Tunnel) error
+	// PutTunnels creates or replaces each tunnel (matched by context) and
+	// appends the audit events that record it, in one transaction: all of
+	// it is stored or none.
+	PutTunnels(ctx context.Context, ts []Tunnel, events []Event) error
 
 	CreateSession(ctx context.Context, s Session) error
 	Session(ctx context.Context, id string) (Session, error)
@@ -141,6 +142,8 @@ type Store interface {
 	DeleteExpiredSessions(ctx context.Context, t time.Time) error
 
 	AppendEvent(ctx context.Context, e Event) (int64, error)
+	// AppendEvents appends events in one transaction: all or none.
+	AppendEvents(ctx context.Context, events []Event) error
 	// PruneEvents deletes events older than before and all but the newest
 	// keep, and returns how many it deleted.
 	PruneEvents(ctx context.Context, before time.Time, keep int) (int64, error)

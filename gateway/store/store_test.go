@@ -166,7 +166,7 @@ func testStore(t *testing.T, open func(t *testing.T) Store) {
 			t.Fatalf("rename onto a taken context: %v", err)
 		}
 		// PutTunnels is all or nothing.
-		err = s.PutTunnels(ctx, []Tunnel{{Context: "new", SocketAddress: "n:1", UserGroups: ".*@.*"}, {Context: "pg", SocketAddress: "db:6543", UserGroups: ".*@.*"}})
+		err = s.PutTunnels(ctx, []Tunnel{{Context: "new", SocketAddress: "n:1", UserGroups: ".*@.*"}, {Context: "pg", SocketAddress: "db:6543", UserGroups: ".*@.*"}}, nil)
 		must(t, err)
 		ts, _ := s.Tunnels(ctx)
 		if len(ts) != 3 {
@@ -175,6 +175,15 @@ func testStore(t *testing.T, open func(t *testing.T) Store) {
 		pg, _ := s.Tunnel(ctx, "pg")
 		if pg.SocketAddress != "db:6543" {
 			t.Fatalf("put did not replace: %+v", pg)
+		}
+		// With their audit events, in the same transaction.
+		must(t, s.PutTunnels(ctx, []Tunnel{{Context: "audited", SocketAddress: "a:1", UserGroups: ".*@.*"}}, []Event{{Time: time.Now(), Actor: "a", Kind: "tunnel.create", Target: "audited", Outcome: "ok"}}))
+		if evs, _ := s.Events(ctx, EventFilter{Target: "audited"}); len(evs) != 1 {
+			t.Fatalf("put with events: %+v", evs)
+		}
+		must(t, s.AppendEvents(ctx, []Event{{Time: time.Now(), Actor: "a", Kind: "k", Target: "batch", Outcome: "ok"}, {Time: time.Now(), Actor: "a", Kind: "k", Target: "batch", Outcome: "ok"}}))
+		if evs, _ := s.Events(ctx, EventFilter{Target: "batch"}); len(evs) != 2 {
+			t.Fatalf("append events: %+v", evs)
 		}
 		must(t, s.DeleteTunnel(ctx, "ORDERS"))
 		if err := s.DeleteTunnel(ctx, "orders"); !errors.Is(err, ErrNotFound) {
