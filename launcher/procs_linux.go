@@ -24,6 +24,9 @@ func prepare(cmd *exec.Cmd) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 }
 
+// started does nothing more on Linux: the group was made at the start.
+func started(p *os.Process) {}
+
 // interrupt asks the program and its process group to stop.
 func interrupt(p *os.Process) error {
 	if err := syscall.Kill(-p.Pid, syscall.SIGINT); err != nil {

@@ -319,6 +319,7 @@ func (s *Server) run(ctx context.Context, c net.Conn, log *slog.Logger, plan *Pl
 		s.refuse(c, log, &Error{500, fmt.Sprintf("could not start %s: %v", plan.Argv[0], errors.Unwrap(err))})
 		return
 	}
+	started(cmd.Process)
 	pid := cmd.Process.Pid
 	log = log.With("pid", pid)
 	out.setLog(log)
