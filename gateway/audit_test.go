@@ -1,8 +1,12 @@
 package gateway
 
 import (
+	"context"
+	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -124,4 +128,54 @@ func storeFilter(n int) store.EventFilter { return store.EventFilter{Limit: n} }
 // newCountingLogger logs everything, down to debug lines, into w.
 func newCountingLogger(w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// BenchmarkHostileRequests measures what 200 hostile unauthenticated
+// requests (100 sign-ins with 250-byte names, 100 /ws-proxy/ requests with
+// 30 KB paths) leave in the audit store and the log, against the baseline
+// of 200 ordinary failed sign-ins measured in the same run.
+func BenchmarkHostileRequests(b *testing.B) {
+	per := map[string]float64{}
+	for _, mode := range []string{"ordinary", "hostile"} {
+		b.Run(mode, func(b *testing.B) {
+			var logged syncCounter
+			s, err := New(b.Context(), Config{DataDir: b.TempDir(), AdminPassword: adminPassword, PasswordCost: fastHash,
+				Logger: slog.New(slog.NewTextHandler(&logged, nil))}, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			h := s.Handler()
+			var stored, logBytes int
+			for b.Loop() {
+				before := logged.n()
+				for i := range 200 {
+					var req *http.Request
+					switch {
+					case mode == "ordinary":
+						req = httptest.NewRequest("POST", "/api/v1/login", strings.NewReader(`{"username":"bob","password":"guess-guess"}`))
+					case i%2 == 0:
+						req = httptest.NewRequest("POST", "/api/v1/login", strings.NewReader(`{"username":"`+strings.Repeat("y", 250)+`","password":"guess-guess"}`))
+					default:
+						req = httptest.NewRequest("GET", "/ws-proxy/"+strings.Repeat("c", 30<<10), nil)
+					}
+					req.RemoteAddr = fmt.Sprintf("10.7.%d.%d:1234", i/200, i%200)
+					h.ServeHTTP(httptest.NewRecorder(), req)
+				}
+				s.audit.(*storeAudit).flushRepeats(context.Background(), true)
+				logBytes += logged.n() - before
+			}
+			evs, _ := s.st.Events(context.Background(), store.EventFilter{Limit: 1_000_000})
+			for _, e := range evs {
+				stored += len(e.Actor) + len(e.Target) + len(e.Kind) + len(e.Details)
+			}
+			n := float64(b.N) * 200
+			per[mode] = float64(stored) / n
+			b.ReportMetric(per[mode], "audit-B/req")
+			b.ReportMetric(float64(logBytes)/n, "log-B/req")
+			if base := per["ordinary"]; mode == "hostile" && base > 0 {
+				b.ReportMetric(per[mode]/base, "x-ordinary-audit")
+			}
+		})
+	}
 }
