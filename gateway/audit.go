@@ -100,9 +100,8 @@ func clip(s string, n int) string {
 	return fmt.Sprintf("%s…(+%d bytes)", s[:cut], len(s)-cut)
 }
 
-// event makes the stored form of an audit event, clipped to the bounds,
-// and logs it.
-func (a *storeAudit) event(ctx context.Context, actor, kind, target, outcome string, details any) store.Event {
+// event makes the stored form of an audit event, clipped to the bounds.
+func (a *storeAudit) event(actor, kind, target, outcome string, details any) store.Event {
 	actor, target = clip(actor, maxAuditName), clip(target, maxAuditName)
 	b, err := json.Marshal(details)
 	if err != nil {
@@ -111,13 +110,18 @@ func (a *storeAudit) event(ctx context.Context, actor, kind, target, outcome str
 	if len(b) > maxAuditDetails {
 		b, _ = json.Marshal(map[string]any{"clipped": clip(string(b), 1024), "bytes": len(b)})
 	}
-	a.log.LogAttrs(ctx, slog.LevelInfo, "audit", slog.String("actor", actor), slog.String("kind", kind),
-		slog.String("target", target), slog.String("outcome", outcome), slog.String("details", string(b)))
 	return store.Event{Time: a.now(), Actor: actor, Kind: kind, Target: target, Outcome: outcome, Details: b}
 }
 
+// logEvent writes e as a structured log line.
+func (a *storeAudit) logEvent(ctx context.Context, e store.Event) {
+	a.log.LogAttrs(ctx, slog.LevelInfo, "audit", slog.String("actor", e.Actor), slog.String("kind", e.Kind),
+		slog.String("target", e.Target), slog.String("outcome", e.Outcome), slog.String("details", string(e.Details)))
+}
+
 func (a *storeAudit) record(ctx context.Context, actor, kind, target, outcome string, details any) {
-	e := a.event(ctx, actor, kind, target, outcome, details)
+	e := a.event(actor, kind, target, outcome, details)
+	a.logEvent(ctx, e)
 	// The write must outlive a cancelled request.
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
@@ -205,7 +209,9 @@ func (a *storeAudit) SignOut(ctx context.Context, user, session string) {
 }
 
 func (a *storeAudit) TunnelOpened(ctx context.Context, t TunnelRecord) {
-	a.queue.add(a.event(ctx, t.User, "tunnel.open", t.Context, "ok", t))
+	e := a.event(t.User, "tunnel.open", t.Context, "ok", t)
+	a.logEvent(ctx, e)
+	a.queue.add(e)
 }
 
 func (a *storeAudit) TunnelDenied(ctx context.Context, t TunnelRecord, reason string) {
@@ -220,5 +226,7 @@ func (a *storeAudit) TunnelClosed(ctx context.Context, t TunnelRecord) {
 	if t.Error != "" {
 		outcome = "error"
 	}
-	a.queue.add(a.event(ctx, t.User, "tunnel.close", t.Context, outcome, t))
+	e := a.event(t.User, "tunnel.close", t.Context, outcome, t)
+	a.logEvent(ctx, e)
+	a.queue.add(e)
 }

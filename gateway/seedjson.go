@@ -253,13 +253,16 @@ func (s *Server) ImportSeed(ctx context.Context, actor string, data []byte, opts
 	var events []store.Event
 	if inTx {
 		for _, c := range changes {
-			events = append(events, sa.event(ctx, actor, c.kind, c.target, "ok", map[string]any{"before": c.before, "after": c.after}))
+			events = append(events, sa.event(actor, c.kind, c.target, "ok", map[string]any{"before": c.before, "after": c.after}))
 		}
 	}
 	if len(put) > 0 {
 		if err := s.st.PutTunnels(ctx, put, events); err != nil {
 			return res, internal(err)
 		}
+	}
+	for _, e := range events {
+		sa.logEvent(ctx, e)
 	}
 	if !inTx {
 		for _, c := range changes {

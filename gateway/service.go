@@ -174,7 +174,8 @@ func (s *Server) CreateTunnel(ctx context.Context, actor string, spec TunnelSpec
 	if err != nil {
 		return spec, err
 	}
-	if err := s.st.CreateTunnel(ctx, store.Tunnel{Context: spec.Context, SocketAddress: spec.SocketAddress,
+	actx, audited := s.audited(ctx, actor, "tunnel.create", spec.Context, nil, spec)
+	if err := s.st.CreateTunnel(actx, store.Tunnel{Context: spec.Context, SocketAddress: spec.SocketAddress,
 		UserGroups: spec.UserGroups, LocalPort: spec.LocalPort, Description: spec.Description}); err != nil {
 		if errors.Is(err, store.ErrConflict) {
 			return spec, &Error{Status: http.StatusConflict, Msg: fmt.Sprintf("a tunnel with context %q already exists", spec.Context),
@@ -183,7 +184,7 @@ func (s *Server) CreateTunnel(ctx context.Context, actor string, spec TunnelSpec
 		return spec, internal(err)
 	}
 	s.changed(ctx)
-	s.audit.AdminChange(ctx, actor, "tunnel.create", spec.Context, nil, spec)
+	audited()
 	return spec, nil
 }
 
@@ -217,7 +218,8 @@ func (s *Server) UpdateTunnel(ctx context.Context, actor, context string, patch 
 	if spec, err = s.checkTunnel(ctx, spec); err != nil {
 		return spec, err
 	}
-	if err := s.st.UpdateTunnel(ctx, old.Context, store.Tunnel{Context: spec.Context, SocketAddress: spec.SocketAddress,
+	actx, audited := s.audited(ctx, actor, "tunnel.update", spec.Context, before, spec)
+	if err := s.st.UpdateTunnel(actx, old.Context, store.Tunnel{Context: spec.Context, SocketAddress: spec.SocketAddress,
 		UserGroups: spec.UserGroups, LocalPort: spec.LocalPort, Description: spec.Description}); err != nil {
 		if errors.Is(err, store.ErrConflict) {
 			return spec, &Error{Status: http.StatusConflict, Msg: fmt.Sprintf("a tunnel with context %q already exists", spec.Context),
@@ -226,7 +228,7 @@ func (s *Server) UpdateTunnel(ctx context.Context, actor, context string, patch 
 		return spec, storeErr(err, fmt.Sprintf("tunnel %q", context))
 	}
 	s.changed(ctx)
-	s.audit.AdminChange(ctx, actor, "tunnel.update", spec.Context, before, spec)
+	audited()
 	onTunnel := func(lc *liveConn) bool { return strings.EqualFold(lc.context, old.Context) }
 	if !strings.EqualFold(old.Context, spec.Context) {
 		s.closeLive(onTunnel, wire.CloseForbidden, "the tunnel was renamed to "+spec.Context)
@@ -242,11 +244,12 @@ func (s *Server) DeleteTunnel(ctx context.Context, actor, context string) error 
 	if err != nil {
 		return storeErr(err, fmt.Sprintf("tunnel %q", context))
 	}
-	if err := s.st.DeleteTunnel(ctx, old.Context); err != nil {
+	actx, audited := s.audited(ctx, actor, "tunnel.delete", old.Context, specOf(old), nil)
+	if err := s.st.DeleteTunnel(actx, old.Context); err != nil {
 		return storeErr(err, fmt.Sprintf("tunnel %q", context))
 	}
 	s.changed(ctx)
-	s.audit.AdminChange(ctx, actor, "tunnel.delete", old.Context, specOf(old), nil)
+	audited()
 	s.closeLive(func(lc *liveConn) bool { return strings.EqualFold(lc.context, old.Context) }, wire.CloseForbidden, "the tunnel was deleted")
 	return nil
 }
@@ -308,14 +311,15 @@ func (s *Server) CreateEnvironment(ctx context.Context, actor, name string) erro
 	if err := acl.CheckName(name); err != nil {
 		return invalid(map[string]string{"name": err.Error()})
 	}
-	if err := s.st.CreateEnvironment(ctx, name); err != nil {
+	actx, audited := s.audited(ctx, actor, "environment.create", name, nil, map[string]string{"name": name})
+	if err := s.st.CreateEnvironment(actx, name); err != nil {
 		if errors.Is(err, store.ErrConflict) {
 			return &Error{Status: http.StatusConflict, Msg: fmt.Sprintf("environment %q already exists", name),
 				Fields: map[string]string{"name": "is already used (names ignore case)"}, Err: err}
 		}
 		return internal(err)
 	}
-	s.audit.AdminChange(ctx, actor, "environment.create", name, nil, map[string]string{"name": name})
+	audited()
 	return nil
 }
 
@@ -332,13 +336,14 @@ func (s *Server) DeleteEnvironment(ctx context.Context, actor, name string) erro
 	if len(refs) > 0 {
 		return inUse(fmt.Sprintf("environment %q", name), refs)
 	}
-	if err := s.st.DeleteEnvironment(ctx, name); err != nil {
+	actx, audited := s.audited(ctx, actor, "environment.delete", name, map[string]string{"name": name}, nil)
+	if err := s.st.DeleteEnvironment(actx, name); err != nil {
 		if errors.Is(err, store.ErrConflict) {
 			return &Error{Status: http.StatusConflict, Msg: fmt.Sprintf("environment %q still has groups: delete them first", name), Err: err}
 		}
 		return storeErr(err, fmt.Sprintf("environment %q", name))
 	}
-	s.audit.AdminChange(ctx, actor, "environment.delete", name, map[string]string{"name": name}, nil)
+	audited()
 	return nil
 }
 
@@ -354,7 +359,8 @@ func (s *Server) CreateGroup(ctx context.Context, actor, name, env string) error
 	if len(fields) > 0 {
 		return invalid(fields)
 	}
-	if err := s.st.CreateGroup(ctx, name, env); err != nil {
+	actx, audited := s.audited(ctx, actor, "group.create", name+"@"+env, nil, map[string]string{"name": name, "environment": env})
+	if err := s.st.CreateGroup(actx, name, env); err != nil {
 		switch {
 		case errors.Is(err, store.ErrConflict):
 			return &Error{Status: http.StatusConflict, Msg: fmt.Sprintf("group %q already exists", name+"@"+env),
@@ -365,7 +371,7 @@ func (s *Server) CreateGroup(ctx context.Context, actor, name, env string) error
 		}
 		return internal(err)
 	}
-	s.audit.AdminChange(ctx, actor, "group.create", name+"@"+env, nil, map[string]string{"name": name, "environment": env})
+	audited()
 	return nil
 }
 
@@ -386,11 +392,12 @@ func (s *Server) DeleteGroup(ctx context.Context, actor, name, env string) error
 	if err != nil {
 		return internal(err)
 	}
-	if err := s.st.DeleteGroup(ctx, name, env); err != nil {
+	actx, audited := s.audited(ctx, actor, "group.delete", name+"@"+env, map[string]string{"name": name, "environment": env}, nil)
+	if err := s.st.DeleteGroup(actx, name, env); err != nil {
 		return storeErr(err, fmt.Sprintf("group %q", name+"@"+env))
 	}
 	s.changed(ctx)
-	s.audit.AdminChange(ctx, actor, "group.delete", name+"@"+env, map[string]string{"name": name, "environment": env}, nil)
+	audited()
 	for _, u := range users {
 		if slices.ContainsFunc(u.Groups, func(g store.GroupRef) bool {
 			return strings.EqualFold(g.Name, name) && strings.EqualFold(g.Environment, env)
@@ -453,7 +460,10 @@ func (s *Server) CreateUser(ctx context.Context, actor string, spec UserSpec) (U
 		return UserInfo{}, internal(err)
 	}
 	u := store.User{Username: spec.Username, PasswordHash: hash, Disabled: spec.Disabled, Groups: groups}
-	if err := s.st.CreateUser(ctx, u); err != nil {
+	after := userInfo(u)
+	after.CreatedAt = s.cfg.Now().UTC()
+	actx, audited := s.audited(ctx, actor, "user.create", u.Username, nil, after)
+	if err := s.st.CreateUser(actx, u); err != nil {
 		if errors.Is(err, store.ErrConflict) {
 			return UserInfo{}, &Error{Status: http.StatusConflict, Msg: fmt.Sprintf("user %q already exists", spec.Username),
 				Fields: map[string]string{"username": "is already taken (names ignore case)"}, Err: err}
@@ -465,7 +475,7 @@ func (s *Server) CreateUser(ctx context.Context, actor string, spec UserSpec) (U
 		return UserInfo{}, internal(err)
 	}
 	info := userInfo(u)
-	s.audit.AdminChange(ctx, actor, "user.create", u.Username, nil, info)
+	audited()
 	return info, nil
 }
 
@@ -510,14 +520,15 @@ func (s *Server) UpdateUser(ctx context.Context, actor, username string, patch U
 			return UserInfo{}, err
 		}
 	}
-	if err := s.st.UpdateUser(ctx, u); err != nil {
-		return UserInfo{}, storeErr(err, fmt.Sprintf("user %q", username))
-	}
 	info := userInfo(u)
 	info.CreatedAt = old.CreatedAt
 	info.UpdatedAt = s.cfg.Now().UTC()
+	actx, audited := s.audited(ctx, actor, "user.update", u.Username, userInfo(old), info)
+	if err := s.st.UpdateUser(actx, u); err != nil {
+		return UserInfo{}, storeErr(err, fmt.Sprintf("user %q", username))
+	}
 	s.changed(ctx)
-	s.audit.AdminChange(ctx, actor, "user.update", u.Username, userInfo(old), info)
+	audited()
 	if revoke != "" {
 		s.revokeUser(ctx, u.Username, revoke)
 	}
@@ -536,10 +547,11 @@ func (s *Server) DeleteUser(ctx context.Context, actor, username string) error {
 			return err
 		}
 	}
-	if err := s.st.DeleteUser(ctx, old.Username); err != nil {
+	actx, audited := s.audited(ctx, actor, "user.delete", old.Username, userInfo(old), nil)
+	if err := s.st.DeleteUser(actx, old.Username); err != nil {
 		return storeErr(err, fmt.Sprintf("user %q", username))
 	}
-	s.audit.AdminChange(ctx, actor, "user.delete", old.Username, userInfo(old), nil)
+	audited()
 	s.revokeUser(ctx, old.Username, "your account was deleted")
 	return nil
 }
@@ -621,10 +633,24 @@ func (s *Server) ChangeOwnPassword(ctx context.Context, p *principal, ch Passwor
 	if u.PasswordHash, err = hashPassword(ch.NewPassword, s.hash); err != nil {
 		return internal(err)
 	}
-	if err := s.st.UpdateUser(ctx, u); err != nil {
+	actx, audited := s.audited(ctx, u.Username, "user.password", u.Username, nil, map[string]any{"password": "changed by the user", "from": addr})
+	if err := s.st.UpdateUser(actx, u); err != nil {
 		return storeErr(err, fmt.Sprintf("user %q", u.Username))
 	}
-	s.audit.AdminChange(ctx, u.Username, "user.password", u.Username, nil, map[string]any{"password": "changed by the user", "from": addr})
+	audited()
 	s.revokeUserExcept(ctx, u.Username, p.session, "your password was changed")
 	return nil
+}
+
+// audited prepares the audit row of an admin change: the returned context
+// carries it into the store, which writes it in the change's own
+// transaction (both or neither), and done, called once the change
+// succeeded, logs it. An Audit that is not the store's is called instead.
+func (s *Server) audited(ctx context.Context, actor, kind, target string, before, after any) (context.Context, func()) {
+	sa, ok := s.audit.(*storeAudit)
+	if !ok {
+		return ctx, func() { s.audit.AdminChange(ctx, actor, kind, target, before, after) }
+	}
+	e := sa.event(actor, kind, target, "ok", map[string]any{"before": before, "after": after})
+	return store.WithEvents(ctx, e), func() { sa.logEvent(ctx, e) }
 }

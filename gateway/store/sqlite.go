@@ -178,12 +178,18 @@ func migrate(ctx context.Context, db *sql.DB, migrations []string) error {
 	return nil
 }
 
+// inTx runs f in a transaction, with the audit events ctx carries (see
+// WithEvents): the change and its record commit together.
 func inTx(ctx context.Context, db *sql.DB, f func(*sql.Tx) error) error {
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
 	if err := f(tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	if err := appendEvents(ctx, tx, TakeEvents(ctx)); err != nil {
 		tx.Rollback()
 		return err
 	}
@@ -219,6 +225,19 @@ func mapErr(err error, what string) error {
 		}
 	}
 	return fmt.Errorf("%s: %w", what, err)
+}
+
+// execTx runs one statement in a transaction (so the audit events ctx
+// carries commit with it); check, when given, judges its result inside
+// the transaction, so a statement that changed nothing records nothing.
+func (s *SQLite) execTx(ctx context.Context, what string, check func(sql.Result, error, string) error, query string, args ...any) error {
+	return inTx(ctx, s.db, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, query, args...)
+		if check != nil {
+			return check(res, err, what)
+		}
+		return mapErr(err, what)
+	})
 }
 
 func expectOne(res sql.Result, err error, what string) error {
@@ -281,8 +300,7 @@ func (s *SQLite) Environments(ctx context.Context) ([]Environment, error) {
 
 // CreateEnvironment implements Store.
 func (s *SQLite) CreateEnvironment(ctx context.Context, name string) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO environments(name, created_at) VALUES (?, ?)`, name, s.now())
-	return mapErr(err, fmt.Sprintf("create environment %q", name))
+	return s.execTx(ctx, fmt.Sprintf("create environment %q", name), nil, `INSERT INTO environments(name, created_at) VALUES (?, ?)`, name, s.now())
 }
 
 // DeleteEnvironment implements Store.
@@ -340,8 +358,7 @@ func (s *SQLite) CreateGroup(ctx context.Context, name, env string) error {
 
 // DeleteGroup implements Store.
 func (s *SQLite) DeleteGroup(ctx context.Context, name, env string) error {
-	res, err := s.db.ExecContext(ctx, `DELETE FROM groups WHERE name = ? AND environment = ?`, name, env)
-	return expectOne(res, err, fmt.Sprintf("delete group %q", name+"@"+env))
+	return s.execTx(ctx, fmt.Sprintf("delete group %q", name+"@"+env), expectOne, `DELETE FROM groups WHERE name = ? AND environment = ?`, name, env)
 }
 
 const userCols = `username, password_hash, disabled, created_at, updated_at`
@@ -474,8 +491,7 @@ func (s *SQLite) UpdateUser(ctx context.Context, u User) error {
 
 // DeleteUser implements Store.
 func (s *SQLite) DeleteUser(ctx context.Context, username string) error {
-	res, err := s.db.ExecContext(ctx, `DELETE FROM users WHERE username = ?`, username)
-	return expectOne(res, err, fmt.Sprintf("delete user %q", username))
+	return s.execTx(ctx, fmt.Sprintf("delete user %q", username), expectOne, `DELETE FROM users WHERE username = ?`, username)
 }
 
 const tunnelCols = `context, socket_address, user_groups, local_port, description, created_at, updated_at`
@@ -523,22 +539,19 @@ func (s *SQLite) Tunnel(ctx context.Context, context string) (Tunnel, error) {
 // CreateTunnel implements Store.
 func (s *SQLite) CreateTunnel(ctx context.Context, t Tunnel) error {
 	n := s.now()
-	_, err := s.db.ExecContext(ctx, `INSERT INTO tunnels(`+tunnelCols+`) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+	return s.execTx(ctx, fmt.Sprintf("create tunnel %q", t.Context), nil, `INSERT INTO tunnels(`+tunnelCols+`) VALUES (?, ?, ?, ?, ?, ?, ?)`,
 		t.Context, t.SocketAddress, t.UserGroups, t.LocalPort, t.Description, n, n)
-	return mapErr(err, fmt.Sprintf("create tunnel %q", t.Context))
 }
 
 // UpdateTunnel implements Store.
 func (s *SQLite) UpdateTunnel(ctx context.Context, oldContext string, t Tunnel) error {
-	res, err := s.db.ExecContext(ctx, `UPDATE tunnels SET context = ?, socket_address = ?, user_groups = ?, local_port = ?, description = ?, updated_at = ? WHERE context = ?`,
+	return s.execTx(ctx, fmt.Sprintf("update tunnel %q", oldContext), expectOne, `UPDATE tunnels SET context = ?, socket_address = ?, user_groups = ?, local_port = ?, description = ?, updated_at = ? WHERE context = ?`,
 		t.Context, t.SocketAddress, t.UserGroups, t.LocalPort, t.Description, s.now(), oldContext)
-	return expectOne(res, err, fmt.Sprintf("update tunnel %q", oldContext))
 }
 
 // DeleteTunnel implements Store.
 func (s *SQLite) DeleteTunnel(ctx context.Context, context string) error {
-	res, err := s.db.ExecContext(ctx, `DELETE FROM tunnels WHERE context = ?`, context)
-	return expectOne(res, err, fmt.Sprintf("delete tunnel %q", context))
+	return s.execTx(ctx, fmt.Sprintf("delete tunnel %q", context), expectOne, `DELETE FROM tunnels WHERE context = ?`, context)
 }
 
 // PutTunnels implements Store.

@@ -11,6 +11,7 @@ package store
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"time"
 )
 
@@ -150,4 +151,31 @@ type Store interface {
 	Events(ctx context.Context, f EventFilter) ([]Event, error)
 
 	Close() error
+}
+
+// eventsKey carries the audit events of a change in a context.
+type eventsKey struct{}
+
+// pendingEvents are audit events waiting for the write they record.
+type pendingEvents struct {
+	events []Event
+	used   atomic.Bool
+}
+
+// WithEvents returns ctx carrying audit events for the next write made
+// with it: the store appends them in that write's own transaction, so the
+// change and its record are stored together or not at all. They are
+// written once, whatever else later uses ctx.
+func WithEvents(ctx context.Context, events ...Event) context.Context {
+	return context.WithValue(ctx, eventsKey{}, &pendingEvents{events: events})
+}
+
+// TakeEvents returns the events ctx carries that no write has stored yet
+// (for Store implementations).
+func TakeEvents(ctx context.Context) []Event {
+	p, ok := ctx.Value(eventsKey{}).(*pendingEvents)
+	if !ok || p.used.Swap(true) {
+		return nil
+	}
+	return p.events
 }

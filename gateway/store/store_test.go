@@ -346,3 +346,40 @@ func TestSQLiteFilesArePrivate(t *testing.T) {
 		t.Fatalf("a readable store was left %o", fi.Mode().Perm())
 	}
 }
+
+// The audit events a context carries commit with the change they record:
+// a change that fails (or finds nothing) stores no event, an event that
+// cannot be stored undoes its change, and each is stored once.
+func TestSQLiteEventsCommitWithTheChange(t *testing.T) {
+	s := openSQLite(t)
+	ctx := t.Context()
+	if _, err := s.db.Exec(`CREATE TRIGGER refuse BEFORE INSERT ON audit WHEN NEW.kind = 'refused' BEGIN SELECT RAISE(ABORT, 'audit refused'); END`); err != nil {
+		t.Fatal(err)
+	}
+	ev := func(kind, target string) Event {
+		return Event{Time: time.Now(), Actor: "admin", Kind: kind, Target: target, Outcome: "ok"}
+	}
+	count := func() int {
+		evs, err := s.Events(ctx, EventFilter{Limit: 100})
+		must(t, err)
+		return len(evs)
+	}
+	if err := s.CreateTunnel(WithEvents(ctx, ev("refused", "a")), Tunnel{Context: "a", SocketAddress: "a:1", UserGroups: ".*@.*"}); err == nil {
+		t.Fatal("the change was stored although its audit event was refused")
+	}
+	if _, err := s.Tunnel(ctx, "a"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("the tunnel exists without its audit event: %v", err)
+	}
+	if err := s.UpdateTunnel(WithEvents(ctx, ev("tunnel.update", "missing")), "missing", Tunnel{Context: "missing", SocketAddress: "m:1", UserGroups: ".*@.*"}); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("update of a missing tunnel: %v", err)
+	}
+	if n := count(); n != 0 {
+		t.Fatalf("%d events for changes that did not happen", n)
+	}
+	once := WithEvents(ctx, ev("tunnel.create", "b"))
+	must(t, s.CreateTunnel(once, Tunnel{Context: "b", SocketAddress: "b:1", UserGroups: ".*@.*"}))
+	must(t, s.CreateEnvironment(once, "Prod"))
+	if n := count(); n != 1 {
+		t.Fatalf("%d events, want the one the context carried, once", n)
+	}
+}
