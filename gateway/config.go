@@ -15,6 +15,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/porthole/porthole/internal/jsonpos"
 )
 
 // Config is the gateway's static configuration: the JSON file given with
@@ -178,7 +180,7 @@ func LoadConfig(path string) (Config, error) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&c); err != nil {
-		return c, fmt.Errorf("config %s: %w", path, describeJSONError(b, err))
+		return c, fmt.Errorf("config %s: %w", path, jsonpos.Describe(b, err))
 	}
 	return c, nil
 }
@@ -236,33 +238,4 @@ func (n *FlexInt) UnmarshalJSON(b []byte) error {
 	}
 	*n = FlexInt(i)
 	return nil
-}
-
-// describeJSONError adds the line and column to a JSON decoding error.
-func describeJSONError(data []byte, err error) error {
-	var se *json.SyntaxError
-	var te *json.UnmarshalTypeError
-	var off int64 = -1
-	switch {
-	case errors.As(err, &se):
-		off = se.Offset
-	case errors.As(err, &te):
-		off = te.Offset
-	}
-	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-		off = int64(len(data))
-	}
-	if off < 0 {
-		return err
-	}
-	line, col := 1, 1
-	for _, c := range data[:min(int(off), len(data))] {
-		if c == '\n' {
-			line++
-			col = 1
-		} else {
-			col++
-		}
-	}
-	return fmt.Errorf("line %d, column %d: %w", line, col, err)
 }

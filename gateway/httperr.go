@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/porthole/porthole/internal/jsonpos"
 	"github.com/porthole/porthole/wire"
 )
 
@@ -136,7 +137,7 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
 			return &Error{Status: http.StatusBadRequest, Msg: fmt.Sprintf("unknown field %q", f),
 				Fields: map[string]string{f: "is not a known field"}}
 		}
-		return errorf(http.StatusBadRequest, "the body is not valid JSON: %v", describeJSONError(body, err))
+		return errorf(http.StatusBadRequest, "the body is not valid JSON: %v", jsonpos.Describe(body, err))
 	}
 	if dec.More() {
 		return errorf(http.StatusBadRequest, "the body has data after the JSON object")

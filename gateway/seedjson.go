@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/porthole/porthole/gateway/store"
+	"github.com/porthole/porthole/internal/jsonpos"
 )
 
 // The seed's configuration shape, which import reads and export writes:
@@ -56,7 +57,7 @@ func parseSeed(data []byte) (bufSize int, entries []seedEntry, err error) {
 	if !json.Valid(data) {
 		var v any
 		err := json.Unmarshal(data, &v)
-		return 0, nil, describeJSONError(data, err)
+		return 0, nil, jsonpos.Describe(data, err)
 	}
 	var top map[string]json.RawMessage
 	if err := json.Unmarshal(data, &top); err != nil {

@@ -5,13 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/porthole/porthole/internal/jsonpos"
 )
 
 // TunnelSettings are a user's choices for one tunnel. Keys this version
@@ -203,7 +204,7 @@ func decodeSettings(b []byte) (s Settings, broken string, unknown []string) {
 		if json.Unmarshal(b, &v) == nil {
 			return Settings{}, "it must hold a JSON object like {\"gateway\": \"https://...\"}", nil
 		}
-		return Settings{}, "it is not valid JSON (" + describeJSONError(b, err) + ")", nil
+		return Settings{}, "it is not valid JSON (" + jsonpos.Describe(b, err).Error() + ")", nil
 	}
 	var problems []string
 	field := func(key string, into any) {
@@ -309,31 +310,6 @@ func (s Settings) describe() string {
 		parts = append(parts, fmt.Sprintf("%d tunnel setting(s)", len(s.Tunnels)))
 	}
 	return strings.Join(parts, ", ")
-}
-
-// describeJSONError adds the line and column to a JSON syntax error.
-func describeJSONError(data []byte, err error) string {
-	var se *json.SyntaxError
-	off := int64(-1)
-	if errors.As(err, &se) {
-		off = se.Offset
-	}
-	if errors.Is(err, io.ErrUnexpectedEOF) || strings.Contains(err.Error(), "unexpected end of JSON input") {
-		off = int64(len(data))
-	}
-	if off < 0 {
-		return err.Error()
-	}
-	line, col := 1, 1
-	for _, c := range data[:min(int(off), len(data))] {
-		if c == '\n' {
-			line++
-			col = 1
-		} else {
-			col++
-		}
-	}
-	return fmt.Sprintf("line %d, column %d: %v", line, col, err)
 }
 
 // MarshalJSON writes known and kept unknown fields.
