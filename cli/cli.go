@@ -16,6 +16,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -596,8 +597,9 @@ func (c *command) reportRunState(m *tunnel.Manager, gateway, user string, target
 	}
 	dir := tunnel.RunStateDir(path)
 	st := tunnel.RunState{PID: os.Getpid(), Gateway: gateway, User: user, Started: time.Now().UTC()}
+	written, warned := false, false
 	write := func() {
-		st.Tunnels = st.Tunnels[:0]
+		var tunnels []tunnel.RunTunnel
 		for _, f := range m.Forwarders() {
 			fs := f.Stats()
 			rt := tunnel.RunTunnel{Context: f.Context(), Listen: f.Addr().String(), Open: fs.Open, Accepted: fs.Accepted,
@@ -605,9 +607,16 @@ func (c *command) reportRunState(m *tunnel.Manager, gateway, user string, target
 			if fs.LastError != nil {
 				rt.LastError = fs.LastError.Error()
 			}
-			st.Tunnels = append(st.Tunnels, rt)
+			tunnels = append(tunnels, rt)
 		}
-		if err := tunnel.WriteRunState(dir, st); err != nil {
+		if written && slices.Equal(tunnels, st.Tunnels) {
+			return // an idle tunnel costs no write a second
+		}
+		st.Tunnels = tunnels
+		err := tunnel.WriteRunState(dir, st)
+		written = err == nil
+		if err != nil && !warned {
+			warned = true
 			fmt.Fprintf(c.env.Stderr, "porthole: warning: porthole status will not see these tunnels: %v\n", err)
 		}
 	}
