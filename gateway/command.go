@@ -293,7 +293,7 @@ func runAdmin(ctx context.Context, noun, verb string, args []string, io IO) erro
 		if err != nil {
 			return err
 		}
-		dir, err := s.directory(ctx)
+		dir, err := s.catalog(ctx)
 		if err != nil {
 			return err
 		}

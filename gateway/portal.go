@@ -863,7 +863,7 @@ func (s *Server) groupInfos(ctx context.Context) ([]GroupInfo, error) {
 
 // environmentInfos lists environments with group counts.
 func (s *Server) environmentInfos(ctx context.Context) ([]EnvironmentInfo, error) {
-	d, err := s.directory(ctx)
+	d, err := s.catalog(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -81,13 +81,13 @@ func specOf(t store.Tunnel) TunnelSpec {
 	return TunnelSpec{Context: t.Context, SocketAddress: t.SocketAddress, UserGroups: t.UserGroups, LocalPort: t.LocalPort, Description: t.Description}
 }
 
-// directory answers acl's existence questions from one read of the store.
-type directory struct {
+// catalog answers acl's existence questions from one read of the store.
+type catalog struct {
 	envs   []store.Environment
 	groups []store.Group
 }
 
-func (s *Server) directory(ctx context.Context) (*directory, error) {
+func (s *Server) catalog(ctx context.Context) (*catalog, error) {
 	envs, err := s.st.Environments(ctx)
 	if err != nil {
 		return nil, internal(err)
@@ -96,14 +96,14 @@ func (s *Server) directory(ctx context.Context) (*directory, error) {
 	if err != nil {
 		return nil, internal(err)
 	}
-	return &directory{envs: envs, groups: groups}, nil
+	return &catalog{envs: envs, groups: groups}, nil
 }
 
-func (d *directory) HasEnvironment(name string) bool {
+func (d *catalog) HasEnvironment(name string) bool {
 	return slices.ContainsFunc(d.envs, func(e store.Environment) bool { return strings.EqualFold(e.Name, name) })
 }
 
-func (d *directory) HasGroup(name, env string) bool {
+func (d *catalog) HasGroup(name, env string) bool {
 	return slices.ContainsFunc(d.groups, func(g store.Group) bool {
 		return strings.EqualFold(g.Name, name) && (env == "" || strings.EqualFold(g.Environment, env))
 	})
@@ -128,7 +128,7 @@ func (s *Server) checkTunnel(ctx context.Context, spec TunnelSpec) (TunnelSpec, 
 	if ps, err := acl.ParsePatterns(spec.UserGroups); err != nil {
 		fields["userGroups"] = err.Error()
 	} else {
-		dir, derr := s.directory(ctx)
+		dir, derr := s.catalog(ctx)
 		if derr != nil {
 			return spec, derr
 		}
@@ -411,7 +411,7 @@ func (s *Server) DeleteGroup(ctx context.Context, actor, name, env string) error
 var usernameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$`)
 
 func (s *Server) parseGroups(ctx context.Context, names []string) ([]store.GroupRef, error) {
-	dir, err := s.directory(ctx)
+	dir, err := s.catalog(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -147,6 +147,15 @@ var sqliteMigrations = []string{
 	);
 	CREATE INDEX audit_actor ON audit(actor, id);
 	CREATE INDEX audit_target ON audit(target, id);`,
+	// 2: directory accounts, second factors, API tokens.
+	`ALTER TABLE users ADD COLUMN source TEXT NOT NULL DEFAULT '';
+	ALTER TABLE users ADD COLUMN directory_groups TEXT NOT NULL DEFAULT '';
+	ALTER TABLE users ADD COLUMN totp_secret TEXT NOT NULL DEFAULT '';
+	ALTER TABLE users ADD COLUMN totp_step INTEGER NOT NULL DEFAULT 0;
+	ALTER TABLE sessions ADD COLUMN kind TEXT NOT NULL DEFAULT '';
+	ALTER TABLE sessions ADD COLUMN name TEXT NOT NULL DEFAULT '';
+	ALTER TABLE sessions ADD COLUMN scope TEXT NOT NULL DEFAULT '';
+	ALTER TABLE sessions ADD COLUMN created_by TEXT NOT NULL DEFAULT '';`,
 }
 
 // migrate applies the migrations not yet recorded in schema_migrations.
@@ -361,17 +370,27 @@ func (s *SQLite) DeleteGroup(ctx context.Context, name, env string) error {
 	return s.execTx(ctx, fmt.Sprintf("delete group %q", name+"@"+env), expectOne, `DELETE FROM groups WHERE name = ? AND environment = ?`, name, env)
 }
 
-const userCols = `username, password_hash, disabled, created_at, updated_at`
+const userCols = `username, password_hash, disabled, created_at, updated_at, source, directory_groups, totp_secret`
 
 func scanUser(sc interface{ Scan(...any) error }) (User, error) {
 	var u User
 	var dis int
 	var c, up int64
-	if err := sc.Scan(&u.Username, &u.PasswordHash, &dis, &c, &up); err != nil {
+	var dg string
+	if err := sc.Scan(&u.Username, &u.PasswordHash, &dis, &c, &up, &u.Source, &dg, &u.TOTPSecret); err != nil {
 		return User{}, err
 	}
 	u.Disabled, u.CreatedAt, u.UpdatedAt = dis != 0, toTime(c), toTime(up)
+	u.DirectoryGroups = splitList(dg)
 	return u, nil
+}
+
+// splitList reads a list stored as lines.
+func splitList(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, "\n")
 }
 
 // Users implements Store.
@@ -462,8 +481,8 @@ func (s *SQLite) CreateUser(ctx context.Context, u User) error {
 	what := fmt.Sprintf("create user %q", u.Username)
 	return inTx(ctx, s.db, func(tx *sql.Tx) error {
 		t := s.now()
-		if _, err := tx.ExecContext(ctx, `INSERT INTO users(username, password_hash, disabled, created_at, updated_at) VALUES (?, ?, ?, ?, ?)`,
-			u.Username, u.PasswordHash, boolInt(u.Disabled), t, t); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO users(username, password_hash, disabled, created_at, updated_at, source, directory_groups, totp_secret) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+			u.Username, u.PasswordHash, boolInt(u.Disabled), t, t, u.Source, strings.Join(u.DirectoryGroups, "\n"), u.TOTPSecret); err != nil {
 			return mapErr(err, what)
 		}
 		if err := setMemberships(ctx, tx, u.Username, u.Groups); err != nil {
@@ -477,8 +496,10 @@ func (s *SQLite) CreateUser(ctx context.Context, u User) error {
 func (s *SQLite) UpdateUser(ctx context.Context, u User) error {
 	what := fmt.Sprintf("update user %q", u.Username)
 	return inTx(ctx, s.db, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE users SET password_hash = ?, disabled = ?, updated_at = ? WHERE username = ?`,
-			u.PasswordHash, boolInt(u.Disabled), s.now(), u.Username)
+		// A new second-factor secret starts its replay counter afresh.
+		res, err := tx.ExecContext(ctx, `UPDATE users SET password_hash = ?, disabled = ?, updated_at = ?, source = ?, directory_groups = ?,
+			totp_step = CASE WHEN totp_secret = ? THEN totp_step ELSE 0 END, totp_secret = ? WHERE username = ?`,
+			u.PasswordHash, boolInt(u.Disabled), s.now(), u.Source, strings.Join(u.DirectoryGroups, "\n"), u.TOTPSecret, u.TOTPSecret, u.Username)
 		if err := expectOne(res, err, what); err != nil {
 			return err
 		}
@@ -576,24 +597,74 @@ func (s *SQLite) PutTunnels(ctx context.Context, ts []Tunnel, events []Event) er
 
 // CreateSession implements Store.
 func (s *SQLite) CreateSession(ctx context.Context, se Session) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO sessions(id, username, created_at, expires_at) VALUES (?, ?, ?, ?)`,
-		se.ID, se.Username, fromTime(se.CreatedAt), fromTime(se.ExpiresAt))
-	return mapErr(err, "create session")
+	return s.execTx(ctx, "create session", nil, `INSERT INTO sessions(id, username, created_at, expires_at, kind, name, scope, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		se.ID, se.Username, fromTime(se.CreatedAt), fromTime(se.ExpiresAt), se.Kind, se.Name, strings.Join(se.Scope, "\n"), se.CreatedBy)
+}
+
+const sessionCols = `id, username, created_at, expires_at, revoked_at, kind, name, scope, created_by`
+
+func scanSession(sc interface{ Scan(...any) error }) (Session, error) {
+	var se Session
+	var c, e, r int64
+	var scope string
+	if err := sc.Scan(&se.ID, &se.Username, &c, &e, &r, &se.Kind, &se.Name, &scope, &se.CreatedBy); err != nil {
+		return Session{}, err
+	}
+	se.CreatedAt, se.ExpiresAt, se.RevokedAt = toTime(c), toTime(e), toTime(r)
+	se.Scope = splitList(scope)
+	return se, nil
+}
+
+// Sessions implements Store.
+func (s *SQLite) Sessions(ctx context.Context, f SessionFilter) ([]Session, error) {
+	q := `SELECT ` + sessionCols + ` FROM sessions WHERE expires_at > ? AND revoked_at = 0`
+	args := []any{fromTime(f.LiveAt)}
+	if f.Kind != nil {
+		q += ` AND kind = ?`
+		args = append(args, *f.Kind)
+	}
+	if f.Username != "" {
+		q += ` AND username = ?`
+		args = append(args, f.Username)
+	}
+	rows, err := s.db.QueryContext(ctx, q+` ORDER BY created_at, id`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list sessions: %w", err)
+	}
+	defer rows.Close()
+	var out []Session
+	for rows.Next() {
+		se, err := scanSession(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list sessions: %w", err)
+		}
+		out = append(out, se)
+	}
+	return out, rows.Err()
+}
+
+// UseTOTPStep implements Store.
+func (s *SQLite) UseTOTPStep(ctx context.Context, username string, step int64) error {
+	return s.execTx(ctx, fmt.Sprintf("second factor of %q", username), func(res sql.Result, err error, what string) error {
+		if err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		if n, _ := res.RowsAffected(); n != 1 {
+			return fmt.Errorf("%s: code already used: %w", what, ErrConflict)
+		}
+		return nil
+	}, `UPDATE users SET totp_step = ? WHERE username = ? AND totp_step < ?`, step, username, step)
 }
 
 // Session implements Store.
 func (s *SQLite) Session(ctx context.Context, id string) (Session, error) {
-	var se Session
-	var c, e, r int64
-	err := s.db.QueryRowContext(ctx, `SELECT id, username, created_at, expires_at, revoked_at FROM sessions WHERE id = ?`, id).
-		Scan(&se.ID, &se.Username, &c, &e, &r)
+	se, err := scanSession(s.db.QueryRowContext(ctx, `SELECT `+sessionCols+` FROM sessions WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Session{}, fmt.Errorf("session: %w", ErrNotFound)
 	}
 	if err != nil {
 		return Session{}, fmt.Errorf("session: %w", err)
 	}
-	se.CreatedAt, se.ExpiresAt, se.RevokedAt = toTime(c), toTime(e), toTime(r)
 	return se, nil
 }
 
@@ -605,8 +676,7 @@ func (s *SQLite) ExtendSession(ctx context.Context, id string, expiresAt time.Ti
 
 // RevokeSession implements Store.
 func (s *SQLite) RevokeSession(ctx context.Context, id string, at time.Time) error {
-	_, err := s.db.ExecContext(ctx, `UPDATE sessions SET revoked_at = ? WHERE id = ? AND revoked_at = 0`, fromTime(at), id)
-	return mapErr(err, "revoke session")
+	return s.execTx(ctx, "revoke session", nil, `UPDATE sessions SET revoked_at = ? WHERE id = ? AND revoked_at = 0`, fromTime(at), id)
 }
 
 // RevokeUserSessions implements Store.

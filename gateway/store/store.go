@@ -36,14 +36,27 @@ type Group struct {
 
 // User is a person who signs in.
 type User struct {
-	Username     string
+	Username string
+	// PasswordHash is "" for directory accounts (their password is the
+	// directory's).
 	PasswordHash string
 	Disabled     bool
+	// Source is where the account comes from: "" for a local account,
+	// SourceDirectory for one the directory (LDAP/AD) provides.
+	Source string
+	// DirectoryGroups are the directory groups the account was in when
+	// last read (directory accounts only), for the portal.
+	DirectoryGroups []string
+	// TOTPSecret is the base32 second-factor secret; "" means none.
+	TOTPSecret string
 	// Groups are the memberships, as "Name@Environment" pairs.
 	Groups    []GroupRef
 	CreatedAt time.Time
 	UpdatedAt time.Time
 }
+
+// SourceDirectory marks an account the directory provides.
+const SourceDirectory = "directory"
 
 // GroupRef names a group.
 type GroupRef struct {
@@ -70,6 +83,25 @@ type Session struct {
 	ExpiresAt time.Time
 	// RevokedAt is zero while the session is live.
 	RevokedAt time.Time
+	// Kind is "" for a sign-in, KindToken for an API token.
+	Kind string
+	// Name is an API token's name.
+	Name string
+	// Scope lists the tunnels an API token may open ("*" for all the
+	// user's); empty for sign-ins.
+	Scope []string
+	// CreatedBy is who made an API token.
+	CreatedBy string
+}
+
+// KindToken marks a session that is an API token.
+const KindToken = "token"
+
+// SessionFilter selects live sessions.
+type SessionFilter struct {
+	LiveAt   time.Time // sessions not revoked and expiring after this
+	Kind     *string   // nil for any kind
+	Username string    // "" for any user
 }
 
 // Event is one audit record.
@@ -116,8 +148,13 @@ type Store interface {
 	Users(ctx context.Context) ([]User, error)
 	User(ctx context.Context, username string) (User, error)
 	CreateUser(ctx context.Context, u User) error
-	// UpdateUser replaces the password hash, disabled flag and groups.
+	// UpdateUser replaces the password hash, disabled flag, source,
+	// directory groups, second-factor secret and groups.
 	UpdateUser(ctx context.Context, u User) error
+	// UseTOTPStep records that a user's second-factor code for time step
+	// step was used; it fails with ErrConflict unless step is later than
+	// any used before (so a code works once).
+	UseTOTPStep(ctx context.Context, username string, step int64) error
 	DeleteUser(ctx context.Context, username string) error
 
 	Tunnels(ctx context.Context) ([]Tunnel, error)
@@ -139,6 +176,8 @@ type Store interface {
 	// RevokeUserSessions revokes every live session of a user but the one
 	// named except ("" for none) and returns their ids.
 	RevokeUserSessions(ctx context.Context, username, except string, at time.Time) ([]string, error)
+	// Sessions lists live sessions, oldest first.
+	Sessions(ctx context.Context, f SessionFilter) ([]Session, error)
 	// DeleteExpiredSessions removes sessions that expired before t.
 	DeleteExpiredSessions(ctx context.Context, t time.Time) error
 

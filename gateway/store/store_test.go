@@ -383,3 +383,60 @@ func TestSQLiteEventsCommitWithTheChange(t *testing.T) {
 		t.Fatalf("%d events, want the one the context carried, once", n)
 	}
 }
+
+func TestSQLiteDirectoryAccountsTokensAndSecondFactor(t *testing.T) {
+	s := openSQLite(t)
+	ctx := t.Context()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(s.CreateEnvironment(ctx, "PDT"))
+	must(s.CreateGroup(ctx, "DBA", "PDT"))
+	u := User{Username: "alice", Source: SourceDirectory, DirectoryGroups: []string{"DBA", "Domain Users"},
+		Groups: []GroupRef{{Name: "DBA", Environment: "PDT"}}}
+	must(s.CreateUser(ctx, u))
+	got, err := s.User(ctx, "ALICE")
+	must(err)
+	if got.Source != SourceDirectory || fmt.Sprint(got.DirectoryGroups) != "[DBA Domain Users]" || got.PasswordHash != "" {
+		t.Fatalf("directory account read back as %+v", got)
+	}
+
+	// A second-factor code works once, and only codes of later steps work.
+	got.TOTPSecret = "JBSWY3DPEHPK3PXP"
+	must(s.UpdateUser(ctx, got))
+	must(s.UseTOTPStep(ctx, "alice", 100))
+	if err := s.UseTOTPStep(ctx, "alice", 100); !errors.Is(err, ErrConflict) {
+		t.Fatalf("the same step twice: %v, want ErrConflict", err)
+	}
+	if err := s.UseTOTPStep(ctx, "alice", 99); !errors.Is(err, ErrConflict) {
+		t.Fatalf("an earlier step: %v, want ErrConflict", err)
+	}
+	// A new secret starts over.
+	got.TOTPSecret = "KRSXG5CTMVRXEZLU"
+	must(s.UpdateUser(ctx, got))
+	must(s.UseTOTPStep(ctx, "alice", 50))
+
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	must(s.CreateSession(ctx, Session{ID: "s1", Username: "alice", CreatedAt: now, ExpiresAt: now.Add(time.Hour)}))
+	must(s.CreateSession(ctx, Session{ID: "t1", Username: "alice", CreatedAt: now, ExpiresAt: now.Add(24 * time.Hour),
+		Kind: KindToken, Name: "nightly export", Scope: []string{"mysql", "pg"}, CreatedBy: "admin"}))
+	must(s.CreateSession(ctx, Session{ID: "t2", Username: "alice", CreatedAt: now, ExpiresAt: now.Add(-time.Minute), Kind: KindToken, Name: "old"}))
+	token := KindToken
+	live, err := s.Sessions(ctx, SessionFilter{LiveAt: now, Kind: &token})
+	must(err)
+	if len(live) != 1 || live[0].ID != "t1" || fmt.Sprint(live[0].Scope) != "[mysql pg]" || live[0].Name != "nightly export" || live[0].CreatedBy != "admin" {
+		t.Fatalf("live tokens: %+v", live)
+	}
+	all, err := s.Sessions(ctx, SessionFilter{LiveAt: now, Username: "ALICE"})
+	must(err)
+	if len(all) != 2 {
+		t.Fatalf("live sessions of alice: %+v", all)
+	}
+	must(s.RevokeSession(ctx, "t1", now))
+	if live, _ := s.Sessions(ctx, SessionFilter{LiveAt: now, Kind: &token}); len(live) != 0 {
+		t.Fatalf("a revoked token is still listed: %+v", live)
+	}
+}
