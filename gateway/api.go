@@ -43,6 +43,8 @@ type LoginResponse struct {
 type loginRequest struct {
 	Username string `json:"username"`
 	Password string `json:"password"`
+	// OTP is the second-factor code, for accounts that have one.
+	OTP string `json:"otp,omitempty"`
 }
 
 // dummyHash is compared against when the user does not exist, so the
@@ -54,7 +56,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeJSON(w, r, &req); err != nil {
 		return err
 	}
-	resp, err := s.signIn(r.Context(), req.Username, req.Password, clientAddr(r))
+	resp, err := s.signIn(r.Context(), credentials{username: req.Username, password: req.Password, otp: req.OTP}, clientAddr(r))
 	if err != nil {
 		return err
 	}
@@ -68,9 +70,18 @@ const (
 	maxPasswordLen = 1024
 )
 
+// credentials are what a user signs in with.
+type credentials struct {
+	username, password, otp string
+}
+
 // signIn checks a user name and password from addr, with rate limiting,
 // and starts a session. The JSON API and the portal both sign in here.
-func (s *Server) signIn(ctx context.Context, username, password, addr string) (LoginResponse, error) {
+// Local accounts are checked first (they always work, so an administrator
+// can sign in while the directory is down); other names go to the
+// directory when one is configured.
+func (s *Server) signIn(ctx context.Context, c credentials, addr string) (LoginResponse, error) {
+	username, password := c.username, c.password
 	fields := map[string]string{}
 	if username == "" {
 		fields["username"] = "is required"
@@ -85,6 +96,9 @@ func (s *Server) signIn(ctx context.Context, username, password, addr string) (L
 	}
 	if len(password) > maxPasswordLen {
 		fields["password"] = fmt.Sprintf("is longer than %d characters", maxPasswordLen)
+	}
+	if len(c.otp) > 16 {
+		fields["otp"] = "is longer than 16 characters"
 	}
 	if len(fields) > 0 {
 		return LoginResponse{}, invalid(fields)
@@ -102,12 +116,28 @@ func (s *Server) signIn(ctx context.Context, username, password, addr string) (L
 		return errorf(http.StatusUnauthorized, "wrong user name or password")
 	}
 	u, err := s.st.User(ctx, username)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return LoginResponse{}, internal(err)
+	}
+	if s.dir != nil && (err != nil || u.Source == store.SourceDirectory) {
+		u, err := s.directorySignIn(ctx, username, password, addr, fail)
+		if err != nil {
+			if errors.Is(err, errNotCounted) {
+				ok = true
+			}
+			return LoginResponse{}, err
+		}
+		ok = true
+		return s.startSession(ctx, u, addr, "directory")
+	}
 	if errors.Is(err, store.ErrNotFound) {
 		checkPassword(dummyHash, password)
 		return LoginResponse{}, fail("unknown user")
 	}
-	if err != nil {
-		return LoginResponse{}, internal(err)
+	if u.Source == store.SourceDirectory {
+		// The directory was configured once and is no longer.
+		checkPassword(dummyHash, password)
+		return LoginResponse{}, fail("directory account, but no directory is configured")
 	}
 	match, err := checkPassword(u.PasswordHash, password)
 	if err != nil {
@@ -116,17 +146,34 @@ func (s *Server) signIn(ctx context.Context, username, password, addr string) (L
 	if !match {
 		return LoginResponse{}, fail("wrong password")
 	}
-	ok = true // the password was right: the attempt does not count
 	if u.Disabled {
+		ok = true // the password was right: the attempt does not count
 		s.audit.SignIn(ctx, u.Username, addr, false, "account disabled")
 		return LoginResponse{}, errorf(http.StatusForbidden, "this account is disabled; ask an administrator")
 	}
+	if err := s.checkSecondFactor(ctx, u, c.otp, addr); err != nil {
+		// A missing code is no failure; a wrong one counts like a wrong
+		// password.
+		ok = errors.Is(err, errNotCounted)
+		return LoginResponse{}, err
+	}
+	ok = true
+	return s.startSession(ctx, u, addr, "")
+}
+
+// errNotCounted marks a refused sign-in that does not count toward the
+// rate limits (the password was right).
+var errNotCounted = errors.New("not counted")
+
+// startSession starts a session for u, who has just proved who they are
+// (how: "" for a password, "directory", "kerberos"), and signs its ticket.
+func (s *Server) startSession(ctx context.Context, u store.User, addr, how string) (LoginResponse, error) {
 	now := s.cfg.Now()
 	se := store.Session{ID: randomID(16), Username: u.Username, CreatedAt: now, ExpiresAt: now.Add(time.Duration(s.cfg.TicketLifetime))}
 	if err := s.st.CreateSession(ctx, se); err != nil {
 		return LoginResponse{}, internal(err)
 	}
-	s.audit.SignIn(ctx, u.Username, addr, true, "")
+	s.audit.SignIn(ctx, u.Username, addr, true, how)
 	gs := groupsOf(u)
 	return s.issue(&principal{user: u, session: se.ID, groups: gs, admin: isAdmin(gs)}, se.ExpiresAt), nil
 }
@@ -143,6 +190,11 @@ func (s *Server) renew(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if p.token {
+		// A token keeps the expiry it was made with.
+		writeJSON(w, http.StatusOK, s.issue(p, p.expires))
+		return nil
+	}
 	expires := s.cfg.Now().Add(time.Duration(s.cfg.TicketLifetime))
 	if err := s.st.ExtendSession(r.Context(), p.session, expires); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
@@ -158,6 +210,12 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) error {
 	p, err := s.authenticate(r)
 	if err != nil {
 		return err
+	}
+	if p.token {
+		// Signing out on a machine only forgets the token there; an
+		// administrator revokes it.
+		writeJSON(w, http.StatusOK, map[string]string{"status": "token kept: an administrator revokes API tokens"})
+		return nil
 	}
 	if err := s.endSession(r.Context(), p); err != nil {
 		return err
@@ -227,7 +285,7 @@ func (s *Server) myTunnels(w http.ResponseWriter, r *http.Request) error {
 	}
 	out := []UserTunnel{}
 	for _, t := range ts {
-		if s.allows(t, p.groups) {
+		if s.mayUse(p, t) {
 			out = append(out, s.userTunnel(p, t))
 		}
 	}
@@ -311,7 +369,7 @@ func (s *Server) lookupTunnel(r *http.Request, p *principal) (store.Tunnel, erro
 		}
 		s.cache.putTunnel(key, t, gen)
 	}
-	if !s.allows(t, p.groups) {
+	if !s.mayUse(p, t) {
 		return t, &Error{Status: http.StatusForbidden, Msg: fmt.Sprintf("%s may not use tunnel %q: it is for %s", p.user.Username, t.Context, t.UserGroups), Err: ErrAccessDenied}
 	}
 	return t, nil

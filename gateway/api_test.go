@@ -66,7 +66,7 @@ func TestLogin(t *testing.T) {
 		"unknown user":   {map[string]string{"username": "ghost", "password": "nope-nope"}, 401, "wrong user name or password"},
 		"missing fields": {map[string]string{}, 400, "password is required; username is required"},
 		"malformed json": {`{"username": "admin",`, 400, "not valid JSON"},
-		"unknown field":  {`{"username":"admin","password":"x","otp":1}`, 400, `unknown field "otp"`},
+		"unknown field":  {`{"username":"admin","password":"x","pin":1}`, 400, `unknown field "pin"`},
 		"wrong type":     {`{"username":["admin"],"password":"x"}`, 400, "not valid"},
 		"trailing data":  {`{"username":"a","password":"b"} {}`, 400, "after the JSON object"},
 		"empty body":     {"", 400, "empty"},

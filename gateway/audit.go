@@ -198,7 +198,11 @@ func (a *storeAudit) AdminChange(ctx context.Context, actor, kind, target string
 
 func (a *storeAudit) SignIn(ctx context.Context, user, addr string, ok bool, reason string) {
 	if ok {
-		a.record(ctx, user, "auth.login", user, "ok", map[string]any{"addr": addr})
+		d := map[string]any{"addr": addr}
+		if reason != "" {
+			d["method"] = reason // "directory", "kerberos"; none for a local password
+		}
+		a.record(ctx, user, "auth.login", user, "ok", d)
 		return
 	}
 	a.refusal(ctx, user, "auth.login_failed", user, reason, map[string]any{"addr": clip(addr, maxAuditName), "reason": reason})

@@ -11,7 +11,7 @@ func BenchmarkCheckTicket(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer s.Close()
-	resp, err := s.signIn(b.Context(), "admin", adminPassword, "127.0.0.1")
+	resp, err := s.signIn(b.Context(), credentials{username: "admin", password: adminPassword}, "127.0.0.1")
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"strings"
+	"sync"
 	"text/tabwriter"
 
 	"golang.org/x/term"
@@ -167,6 +168,24 @@ func runServe(ctx context.Context, args []string, io IO) error {
 		return err
 	}
 	defer s.Close()
+	if s.certs != nil {
+		// SIGHUP reloads the TLS certificate (the files are watched too).
+		hup := make(chan os.Signal, 1)
+		defer notifyReload(hup)()
+		hctx, stop := context.WithCancel(ctx)
+		var wg sync.WaitGroup
+		defer func() { stop(); wg.Wait() }()
+		wg.Go(func() {
+			for {
+				select {
+				case <-hctx.Done():
+					return
+				case <-hup:
+					s.ReloadCertificate()
+				}
+			}
+		})
+	}
 	return s.Serve(ctx, ln)
 }
 

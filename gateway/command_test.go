@@ -180,10 +180,10 @@ func TestUserPasswdRecoversAdmin(t *testing.T) {
 		t.Fatalf("passwd: %v\n%s", err, out)
 	}
 	s := newOfflineAt(t, data)
-	if _, err := s.signIn(t.Context(), "admin", "recovered-password", "127.0.0.1"); err != nil {
+	if _, err := s.signIn(t.Context(), credentials{username: "admin", password: "recovered-password"}, "127.0.0.1"); err != nil {
 		t.Fatalf("sign-in with the new password: %v", err)
 	}
-	if _, err := s.signIn(t.Context(), "admin", adminPassword, "127.0.0.2"); err == nil {
+	if _, err := s.signIn(t.Context(), credentials{username: "admin", password: adminPassword}, "127.0.0.2"); err == nil {
 		t.Fatal("the old password still works")
 	}
 	evs, _ := s.events(t.Context(), eventFilter("user.update"))

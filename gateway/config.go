@@ -54,6 +54,23 @@ type Config struct {
 	// list denies only the gateway's own port (always denied).
 	DenyTargets []string `json:"denyTargets,omitempty"`
 
+	// TLSPKCS12 is a PKCS#12 (.p12/.pfx) file with the certificate, its
+	// chain and key, instead of TLSCert and TLSKey; "" means none. Its
+	// password comes from TLSPKCS12PasswordFile or the environment
+	// variable TLSPKCS12PasswordEnv (neither: no password).
+	TLSPKCS12             string `json:"tlsPKCS12,omitempty"`
+	TLSPKCS12PasswordFile string `json:"tlsPKCS12PasswordFile,omitempty"`
+	TLSPKCS12PasswordEnv  string `json:"tlsPKCS12PasswordEnv,omitempty"`
+	// Directory signs users in against LDAP / Active Directory; absent
+	// means local accounts only.
+	Directory *DirectoryConfig `json:"directory,omitempty"`
+	// Kerberos enables single sign-on with the Windows (or kinit) login;
+	// absent means none.
+	Kerberos *KerberosConfig `json:"kerberos,omitempty"`
+	// RequireAdminTOTP refuses administrators (admin@ROOT) who have no
+	// second factor; false leaves the second factor optional for all.
+	RequireAdminTOTP bool `json:"requireAdminTOTP,omitempty"`
+
 	// Fields below are not read from the file: tests and main set them.
 
 	// Logger receives structured logs; nil means slog.Default().
@@ -113,6 +130,20 @@ func (c *Config) CheckAndSetDefaults() error {
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return errors.New("config: tlsCert and tlsKey must be given together")
 	}
+	if c.TLSPKCS12 != "" && c.TLSCert != "" {
+		return errors.New("config: give either tlsPKCS12 or tlsCert and tlsKey, not both")
+	}
+	if c.TLSPKCS12 == "" && (c.TLSPKCS12PasswordFile != "" || c.TLSPKCS12PasswordEnv != "") {
+		return errors.New("config: tlsPKCS12PasswordFile/Env given without tlsPKCS12")
+	}
+	if c.Directory != nil {
+		if err := c.Directory.checkAndSetDefaults(); err != nil {
+			return fmt.Errorf("config: directory: %w", err)
+		}
+	}
+	if c.Kerberos != nil && c.Kerberos.Keytab == "" {
+		return errors.New("config: kerberos: keytab is required")
+	}
 	if c.DataDir == "" {
 		c.DataDir = DefaultDataDir()
 	}
@@ -159,6 +190,106 @@ func (c *Config) CheckAndSetDefaults() error {
 		c.Announce = os.Stderr
 	}
 	return nil
+}
+
+// DirectoryConfig is the "directory" section: where the LDAP / Active
+// Directory server is, the service account that searches it, and how its
+// groups become Porthole groups.
+type DirectoryConfig struct {
+	// URL is ldaps://host[:636] or ldap://host[:389]; required.
+	URL string `json:"url"`
+	// StartTLS upgrades an ldap:// URL to TLS first.
+	StartTLS bool `json:"startTLS,omitempty"`
+	// CAFile verifies the server's certificate; "" means system roots.
+	CAFile string `json:"caFile,omitempty"`
+	// ServerName is the name the server's certificate must carry; ""
+	// means the URL's host.
+	ServerName string `json:"serverName,omitempty"`
+	// BindDN is the service account (a DN or user@domain); required.
+	BindDN string `json:"bindDN"`
+	// BindPasswordFile or BindPasswordEnv holds its password; one is
+	// required.
+	BindPasswordFile string `json:"bindPasswordFile,omitempty"`
+	BindPasswordEnv  string `json:"bindPasswordEnv,omitempty"`
+	// BaseDN is where accounts and groups are searched; required.
+	BaseDN string `json:"baseDN"`
+	// UserFilter finds an account by {username}; "" means AD's
+	// sAMAccountName filter.
+	UserFilter string `json:"userFilter,omitempty"`
+	// UserAttr holds account names; "" means sAMAccountName.
+	UserAttr string `json:"userAttr,omitempty"`
+	// GroupBaseDN is where groups are searched; "" means BaseDN.
+	GroupBaseDN string `json:"groupBaseDN,omitempty"`
+	// GroupFilter finds an account's groups by {dn}; "" means nested
+	// groups via 1.2.840.113556.1.4.1941 (direct ones with
+	// directGroupsOnly).
+	GroupFilter      string `json:"groupFilter,omitempty"`
+	DirectGroupsOnly bool   `json:"directGroupsOnly,omitempty"`
+	// GroupAttr holds group names; "" means cn.
+	GroupAttr string `json:"groupAttr,omitempty"`
+	// Domain is the environment directory groups belong to: a directory
+	// group G is the Porthole group G@Domain when that group exists. ""
+	// means the first DC= of BaseDN in capitals (DC=pdt,DC=local: PDT).
+	Domain string `json:"domain,omitempty"`
+	// RecheckPeriod is how often signed-in directory users are read
+	// again; a disabled account or a lost group ends their sessions and
+	// tunnels. 0 means 5 minutes.
+	RecheckPeriod Duration `json:"recheckPeriod,omitempty"`
+	// Timeout bounds each directory operation; 0 means 10s.
+	Timeout Duration `json:"timeout,omitempty"`
+
+	// BindPassword is the password itself (tests); "" means read it from
+	// BindPasswordFile or BindPasswordEnv.
+	BindPassword string `json:"-"`
+}
+
+func (c *DirectoryConfig) checkAndSetDefaults() error {
+	if c.BindPassword == "" {
+		switch {
+		case c.BindPasswordFile != "":
+			b, err := os.ReadFile(c.BindPasswordFile)
+			if err != nil {
+				return fmt.Errorf("bindPasswordFile: %w", err)
+			}
+			c.BindPassword = strings.TrimRight(string(b), "\r\n")
+		case c.BindPasswordEnv != "":
+			c.BindPassword = os.Getenv(c.BindPasswordEnv)
+			if c.BindPassword == "" {
+				return fmt.Errorf("bindPasswordEnv: $%s is empty or not set", c.BindPasswordEnv)
+			}
+		default:
+			return errors.New("bindPasswordFile or bindPasswordEnv is required (the service account's password)")
+		}
+	}
+	if c.Domain == "" {
+		for _, part := range strings.Split(c.BaseDN, ",") {
+			if k, v, ok := strings.Cut(strings.TrimSpace(part), "="); ok && strings.EqualFold(k, "DC") {
+				c.Domain = strings.ToUpper(strings.TrimSpace(v))
+				break
+			}
+		}
+	}
+	if c.Domain == "" {
+		return fmt.Errorf("domain: baseDN %q has no DC= part to name the environment after: set domain", c.BaseDN)
+	}
+	if c.RecheckPeriod == 0 {
+		c.RecheckPeriod = Duration(5 * time.Minute)
+	}
+	if c.RecheckPeriod < 0 {
+		return errors.New("recheckPeriod must be positive")
+	}
+	return nil
+}
+
+// KerberosConfig is the "kerberos" section: single sign-on with
+// "Authorization: Negotiate" (SPNEGO).
+type KerberosConfig struct {
+	// Keytab holds the keys of the gateway's service principal
+	// (HTTP/gateway.host@REALM); required.
+	Keytab string `json:"keytab"`
+	// ServicePrincipal is the principal tickets must be for, such as
+	// "HTTP/porthole.corp.example"; "" accepts any principal in the keytab.
+	ServicePrincipal string `json:"servicePrincipal,omitempty"`
 }
 
 // StorePath is the SQLite file the config names.

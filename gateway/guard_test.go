@@ -37,7 +37,7 @@ func TestSignInBurstIsLimited(t *testing.T) {
 	count := map[int]int{}
 	for range 60 {
 		wg.Go(func() {
-			_, err := g.signIn(context.Background(), "admin", "guess-guess", "10.1.1.1")
+			_, err := g.signIn(context.Background(), credentials{username: "admin", password: "guess-guess"}, "10.1.1.1")
 			mu.Lock()
 			count[statusOfErr(err)]++
 			mu.Unlock()
@@ -49,7 +49,7 @@ func TestSignInBurstIsLimited(t *testing.T) {
 	}
 	// The right password from elsewhere still works; the limit is per
 	// user and address.
-	if _, err := g.signIn(context.Background(), "admin", adminPassword, "10.1.1.2"); err != nil {
+	if _, err := g.signIn(context.Background(), credentials{username: "admin", password: adminPassword}, "10.1.1.2"); err != nil {
 		t.Fatalf("the right password from another address: %v", err)
 	}
 }
@@ -59,7 +59,7 @@ func TestSignInAccountLimit(t *testing.T) {
 	g := startGateway(t)
 	var last error
 	for i := range 25 {
-		_, last = g.signIn(context.Background(), "admin", "guess-guess", fmt.Sprintf("10.2.0.%d", i))
+		_, last = g.signIn(context.Background(), credentials{username: "admin", password: "guess-guess"}, fmt.Sprintf("10.2.0.%d", i))
 		if i < 20 && statusOfErr(last) != http.StatusUnauthorized {
 			t.Fatalf("guess %d: %v", i+1, last)
 		}
@@ -75,7 +75,7 @@ func TestSignInAccountLimit(t *testing.T) {
 	// behind one address signs in all day.
 	g2 := startGateway(t)
 	for i := range 40 {
-		if _, err := g2.signIn(context.Background(), "admin", adminPassword, "10.3.0.1"); err != nil {
+		if _, err := g2.signIn(context.Background(), credentials{username: "admin", password: adminPassword}, "10.3.0.1"); err != nil {
 			t.Fatalf("sign-in %d from a busy address: %v", i+1, err)
 		}
 	}
@@ -89,7 +89,7 @@ func TestSignInWaitsForAHashingSlot(t *testing.T) {
 		t.Fatal("no slot")
 	}
 	start := time.Now()
-	_, err := g.signIn(context.Background(), "admin", adminPassword, "10.4.0.1")
+	_, err := g.signIn(context.Background(), credentials{username: "admin", password: adminPassword}, "10.4.0.1")
 	var he *Error
 	if !errors.As(err, &he) || he.Status != http.StatusServiceUnavailable || he.RetryAfter != time.Second {
 		t.Fatalf("while busy: %v", err)
@@ -99,7 +99,7 @@ func TestSignInWaitsForAHashingSlot(t *testing.T) {
 	}
 	g.hashes.release()
 	// Turned away is not a failure: the right password works at once.
-	if _, err := g.signIn(context.Background(), "admin", adminPassword, "10.4.0.1"); err != nil {
+	if _, err := g.signIn(context.Background(), credentials{username: "admin", password: adminPassword}, "10.4.0.1"); err != nil {
 		t.Fatalf("after the slot came free: %v", err)
 	}
 	// And over HTTP the answer carries Retry-After.
@@ -149,7 +149,7 @@ func BenchmarkSignInBurst(b *testing.B) {
 				var wg sync.WaitGroup
 				for i := range 200 {
 					wg.Go(func() {
-						s.signIn(context.Background(), "admin", "guess-guess", fmt.Sprintf("10.9.%d.%d", i/250, i%250))
+						s.signIn(context.Background(), credentials{username: "admin", password: "guess-guess"}, fmt.Sprintf("10.9.%d.%d", i/250, i%250))
 					})
 				}
 				wg.Wait()

@@ -15,6 +15,9 @@ type metrics struct {
 	signinFailed  prometheus.Counter
 	signinBusy    prometheus.Counter
 	auditFailures prometheus.Counter
+	// directoryErrors counts directory operations that failed for want of
+	// the directory (not wrong passwords).
+	directoryErrors prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -36,8 +39,10 @@ func newMetrics() *metrics {
 			Name: "porthole_signin_busy_total", Help: "Password checks turned away because every hashing slot was taken."}),
 		auditFailures: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "porthole_audit_write_failures_total", Help: "Audit events that could not be stored."}),
+		directoryErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "porthole_directory_errors_total", Help: "Directory (LDAP) operations that failed because the directory did not answer or refused the service account."}),
 	}
-	m.reg.MustRegister(m.active, m.opened, m.bytes, m.denials, m.signinFailed, m.signinBusy, m.auditFailures,
+	m.reg.MustRegister(m.active, m.opened, m.bytes, m.denials, m.signinFailed, m.signinBusy, m.auditFailures, m.directoryErrors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, r := range []string{"unauthorized", "not_found", "forbidden", "unreachable", "origin"} {
 		m.denials.WithLabelValues(r)

@@ -308,7 +308,7 @@ func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	d := loginData{Username: r.PostForm.Get("username"), Next: safeNext(r.PostForm.Get("next"))}
-	resp, err := s.signIn(r.Context(), d.Username, r.PostForm.Get("password"), clientAddr(r))
+	resp, err := s.signIn(r.Context(), credentials{username: d.Username, password: r.PostForm.Get("password"), otp: r.PostForm.Get("otp")}, clientAddr(r))
 	if err != nil {
 		status := statusOf(err, http.StatusUnauthorized)
 		var he *Error
@@ -365,7 +365,7 @@ func (s *Server) myPage(w http.ResponseWriter, r *http.Request, p *principal, pg
 	}
 	var mine []myTunnel
 	for _, t := range ts {
-		if s.allows(t, p.groups) {
+		if s.mayUse(p, t) {
 			mine = append(mine, myTunnel{Context: t.Context, Description: t.Description, LocalPort: t.LocalPort,
 				Examples: connstr.For(kindOf(t), t.LocalPort)})
 		}

@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/porthole/porthole/gateway/acl"
+	"github.com/porthole/porthole/gateway/directory"
 	"github.com/porthole/porthole/gateway/store"
 	"github.com/porthole/porthole/gateway/ticket"
 	"github.com/porthole/porthole/wire"
@@ -84,6 +85,13 @@ type Server struct {
 	addrLimit    *limiter // failed sign-ins per address
 	accountLimit *limiter // failed sign-ins per user, from anywhere
 	hashes       *hashGate
+	// dir is the LDAP directory; nil when none is configured.
+	dir *directory.Directory
+	// krb accepts Kerberos (SPNEGO) sign-ins; nil when not configured.
+	krb *kerberos
+	// certs serves the TLS certificate and reloads it.
+	certs      *certLoader
+	totpSetups totpSetups
 
 	patterns patternCache
 	cache    *lookupCache
@@ -131,14 +139,23 @@ func New(ctx context.Context, cfg Config, st store.Store) (*Server, error) {
 	}
 	// Whatever can fail is checked before the store is created, so a first
 	// start that fails never leaves a printed admin password behind.
-	if cfg.TLSCert != "" {
-		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
-		if err != nil {
-			return nil, fmt.Errorf("load TLS certificate %s and key %s: %w", cfg.TLSCert, cfg.TLSKey, err)
-		}
-		s.tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-	}
 	var err error
+	if s.certs, err = newCertLoader(cfg); err != nil {
+		return nil, err
+	}
+	if s.certs != nil {
+		s.tlsConfig = &tls.Config{GetCertificate: s.certs.getCertificate, MinVersion: tls.VersionTLS12}
+	}
+	if cfg.Directory != nil {
+		if s.dir, err = newDirectory(cfg.Directory); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Kerberos != nil {
+		if s.krb, err = newKerberos(cfg.Kerberos); err != nil {
+			return nil, err
+		}
+	}
 	if s.deny, err = parseDenyList(cfg.DenyTargets); err != nil {
 		return nil, err
 	}
@@ -290,11 +307,29 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	go func() { errc <- hs.Serve(ln) }()
 	// Changes made elsewhere (another gateway on the same store, an
 	// offline command) reach live tunnels within recheckPeriod.
-	recheckDone := make(chan struct{})
+	var bg sync.WaitGroup
 	rctx, stopRecheck := context.WithCancel(ctx)
-	defer func() { stopRecheck(); <-recheckDone }()
-	go func() {
-		defer close(recheckDone)
+	defer func() { stopRecheck(); bg.Wait() }()
+	if s.certs != nil {
+		bg.Go(func() { s.certs.watch(rctx) })
+	}
+	if s.dir != nil {
+		// Signed-in directory users are read again: a disabled account or
+		// a lost group ends their sessions within the period.
+		bg.Go(func() {
+			t := time.NewTicker(time.Duration(s.cfg.Directory.RecheckPeriod))
+			defer t.Stop()
+			for {
+				select {
+				case <-rctx.Done():
+					return
+				case <-t.C:
+					s.recheckDirectory(rctx)
+				}
+			}
+		})
+	}
+	bg.Go(func() {
 		t := time.NewTicker(recheckPeriod)
 		defer t.Stop()
 		seen, _ := s.st.Setting(rctx, settingGeneration)
@@ -324,7 +359,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			s.cache.Invalidate()
 			s.recheckLive(rctx, nil)
 		}
-	}()
+	})
 	select {
 	case err := <-errc:
 		s.dropLive(wire.CloseGoingAway, "gateway stopped")
@@ -347,6 +382,15 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	<-errc
 	return nil
+}
+
+// ReloadCertificate reads the TLS certificate files again (SIGHUP). A
+// certificate that does not load leaves the one in use.
+func (s *Server) ReloadCertificate() error {
+	if s.certs == nil {
+		return errors.New("the gateway serves plain HTTP: there is no certificate to reload")
+	}
+	return s.certs.Reload()
 }
 
 // ListenAndServe listens on the configured address and serves.
@@ -416,6 +460,23 @@ type principal struct {
 	expires time.Time
 	groups  []acl.Group
 	admin   bool
+	// token is set when the session is an API token, which may open only
+	// the tunnels in scope ("*": all the user's) and never administers.
+	token bool
+	scope []string
+}
+
+// inScope reports whether p's token (if it is one) covers the tunnel.
+func (p *principal) inScope(context string) bool {
+	if !p.token {
+		return true
+	}
+	for _, c := range p.scope {
+		if c == "*" || strings.EqualFold(c, context) {
+			return true
+		}
+	}
+	return false
 }
 
 func (p *principal) groupNames() []string {
@@ -529,7 +590,11 @@ func (s *Server) verifyTicket(ctx context.Context, tok string) (*principal, erro
 		return nil, unauthorized("your account is disabled; ask an administrator", nil)
 	}
 	gs := groupsOf(u)
-	return &principal{user: u, session: se.ID, expires: claims.ExpiresAt, groups: gs, admin: isAdmin(gs)}, nil
+	p := &principal{user: u, session: se.ID, expires: claims.ExpiresAt, groups: gs, admin: isAdmin(gs)}
+	if se.Kind == store.KindToken {
+		p.token, p.scope, p.admin = true, se.Scope, false
+	}
+	return p, nil
 }
 
 // claimedUser is the user a request's ticket names, if its signature is
@@ -571,6 +636,12 @@ func (c *patternCache) get(s string) (acl.Patterns, error) {
 	c.m[s] = ps
 	c.mu.Unlock()
 	return ps, nil
+}
+
+// mayUse reports whether p may use t: their groups allow it and, for an
+// API token, its scope names it.
+func (s *Server) mayUse(p *principal, t store.Tunnel) bool {
+	return p.inScope(t.Context) && s.allows(t, p.groups)
 }
 
 // allows reports whether members of groups may use t.
@@ -698,6 +769,13 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("/healthz", s.route(methods{"GET": s.healthz}))
 	mux.Handle("/metrics", s.route(methods{"GET": s.serveMetrics}))
 	mux.Handle("/api/v1/login", s.route(methods{"POST": s.login}))
+	mux.Handle(wire.KerberosLoginPath, s.route(methods{"POST": s.loginKerberos}))
+	mux.Handle("/api/v1/second-factor", s.route(methods{"POST": s.beginSecondFactor}))
+	mux.Handle("/api/v1/second-factor/confirm", s.route(methods{"POST": s.confirmSecondFactor}))
+	mux.Handle("/api/v1/admin/tokens", s.route(methods{"GET": s.admin(s.listTokens), "POST": s.admin(s.postToken)}))
+	mux.Handle("/api/v1/admin/tokens/{id}", s.route(methods{"DELETE": s.admin(s.deleteToken)}))
+	mux.Handle("/api/v1/admin/directory", s.route(methods{"GET": s.admin(s.getDirectory)}))
+	mux.Handle("/api/v1/admin/directory/mappings", s.route(methods{"PUT": s.admin(s.putMappings)}))
 	mux.Handle("/api/v1/renew", s.route(methods{"POST": s.renew}))
 	mux.Handle("/api/v1/logout", s.route(methods{"POST": s.logout}))
 	mux.Handle("/api/v1/me", s.route(methods{"GET": s.me}))

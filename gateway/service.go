@@ -56,16 +56,25 @@ type UserPatch struct {
 	Password *string   `json:"password"`
 	Groups   *[]string `json:"groups"`
 	Disabled *bool     `json:"disabled"`
+	// SecondFactor false removes the user's second factor (a lost phone);
+	// true is refused: users set one up themselves.
+	SecondFactor *bool `json:"secondFactor"`
 }
 
 // UserInfo is a user as the admin API shows it (never the hash).
 type UserInfo struct {
-	Username  string    `json:"username"`
-	Groups    []string  `json:"groups"`
-	Disabled  bool      `json:"disabled"`
-	Admin     bool      `json:"admin"`
-	CreatedAt time.Time `json:"createdAt"`
-	UpdatedAt time.Time `json:"updatedAt"`
+	Username string   `json:"username"`
+	Groups   []string `json:"groups"`
+	Disabled bool     `json:"disabled"`
+	Admin    bool     `json:"admin"`
+	// Source is "local" or "directory".
+	Source string `json:"source"`
+	// DirectoryGroups are a directory account's groups in the directory.
+	DirectoryGroups []string `json:"directoryGroups,omitempty"`
+	// SecondFactor says whether the user has a second factor (TOTP).
+	SecondFactor bool      `json:"secondFactor"`
+	CreatedAt    time.Time `json:"createdAt"`
+	UpdatedAt    time.Time `json:"updatedAt"`
 }
 
 func userInfo(u store.User) UserInfo {
@@ -74,7 +83,12 @@ func userInfo(u store.User) UserInfo {
 	for i, g := range gs {
 		names[i] = g.String()
 	}
-	return UserInfo{Username: u.Username, Groups: names, Disabled: u.Disabled, Admin: isAdmin(gs), CreatedAt: u.CreatedAt, UpdatedAt: u.UpdatedAt}
+	src := "local"
+	if u.Source != "" {
+		src = u.Source
+	}
+	return UserInfo{Username: u.Username, Groups: names, Disabled: u.Disabled, Admin: isAdmin(gs), Source: src,
+		DirectoryGroups: u.DirectoryGroups, SecondFactor: u.TOTPSecret != "", CreatedAt: u.CreatedAt, UpdatedAt: u.UpdatedAt}
 }
 
 func specOf(t store.Tunnel) TunnelSpec {
@@ -488,6 +502,24 @@ func (s *Server) UpdateUser(ctx context.Context, actor, username string, patch U
 	}
 	u := old
 	revoke := ""
+	if old.Source == store.SourceDirectory {
+		fields := map[string]string{}
+		if patch.Password != nil {
+			fields["password"] = "a directory account's password is changed in the directory"
+		}
+		if patch.Groups != nil {
+			fields["groups"] = "a directory account's groups come from the directory: map directory groups to Porthole groups instead"
+		}
+		if len(fields) > 0 {
+			return UserInfo{}, invalid(fields)
+		}
+	}
+	if patch.SecondFactor != nil {
+		if *patch.SecondFactor {
+			return UserInfo{}, invalid(map[string]string{"secondFactor": "users set up their second factor themselves; an administrator can only remove it"})
+		}
+		u.TOTPSecret = ""
+	}
 	if patch.Password != nil {
 		if len(*patch.Password) < MinPasswordLen {
 			return UserInfo{}, invalid(map[string]string{"password": fmt.Sprintf("must have at least %d characters", MinPasswordLen)})

@@ -18,6 +18,11 @@ const (
 	EOFMessage = "eof"
 	// SessionCookie is the cookie that carries a ticket for browsers.
 	SessionCookie = "porthole_session"
+	// KerberosLoginPath signs in with "Authorization: Negotiate <token>"
+	// (Kerberos single sign-on).
+	KerberosLoginPath = "/api/v1/login/kerberos"
+	// NegotiateScheme is the HTTP authentication scheme of SPNEGO.
+	NegotiateScheme = "Negotiate"
 )
 
 // Close codes sent in the WebSocket close frame. Codes below 4000 are the

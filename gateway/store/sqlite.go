@@ -283,8 +283,7 @@ func (s *SQLite) SetSettingIfAbsent(ctx context.Context, key, value string) (str
 
 // SetSetting implements Store.
 func (s *SQLite) SetSetting(ctx context.Context, key, value string) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO settings(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`, key, value)
-	return mapErr(err, "set setting "+key)
+	return s.execTx(ctx, "set setting "+key, nil, `INSERT INTO settings(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`, key, value)
 }
 
 // Environments implements Store.
