@@ -37,6 +37,7 @@ const gatewayUsage = `porthole-gateway: the Porthole gateway
   porthole-gateway serve [--config FILE] [--data DIR] [--listen ADDR]
   porthole-gateway user add NAME [--group G@ENV]... [--password-stdin]
   porthole-gateway user passwd NAME  (the new password from standard input, or asked)
+  porthole-gateway user totp NAME [--off]  (sets up, or removes, a second factor)
   porthole-gateway user list | user rm NAME
   porthole-gateway group add NAME@ENV | group list | group rm NAME@ENV
   porthole-gateway tunnel add CONTEXT HOST:PORT [--groups PATTERNS] [--local-port N] [--description TEXT]
@@ -66,7 +67,7 @@ func Run(ctx context.Context, args []string, io IO) error {
 		if len(rest) == 0 || strings.HasPrefix(rest[0], "-") {
 			verbs := "add, list or rm"
 			if cmd == "user" {
-				verbs = "add, passwd, list or rm"
+				verbs = "add, passwd, totp, list or rm"
 			}
 			return fmt.Errorf("%w: %s needs %s", ErrUsage, cmd, verbs)
 		}
@@ -205,8 +206,10 @@ func runAdmin(ctx context.Context, noun, verb string, args []string, io IO) erro
 	var passwordStdin bool
 	var patterns, description string
 	var localPort int
-	var dryRun bool
+	var dryRun, off bool
 	switch noun + " " + verb {
+	case "user totp":
+		fs.BoolVar(&off, "off", false, "remove the user's second factor instead")
 	case "import ":
 		fs.BoolVar(&dryRun, "dry-run", false, "show what the import would change, and change nothing")
 	case "user add":
@@ -282,6 +285,26 @@ func runAdmin(ctx context.Context, noun, verb string, args []string, io IO) erro
 		if generated {
 			fmt.Fprintf(out, "password: %s\n", pw)
 		}
+	case "user totp":
+		if err := need(1, "a user name"); err != nil {
+			return err
+		}
+		if off {
+			if err := s.SetSecondFactor(ctx, actor, pos[0], ""); err != nil {
+				return err
+			}
+			fmt.Fprintf(out, "removed the second factor of %s: signing in asks for the password only\n", pos[0])
+			return nil
+		}
+		key, err := newTOTPKey(pos[0])
+		if err != nil {
+			return err
+		}
+		if err := s.SetSecondFactor(ctx, actor, pos[0], key.Secret()); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "second factor on for %s: add this secret to an authenticator app; signing in now asks for its code\n\n", pos[0])
+		fmt.Fprintf(out, "secret: %s\nURL:    %s\n", key.Secret(), key.URL())
 	case "user list":
 		users, err := s.st.Users(ctx)
 		if err != nil {

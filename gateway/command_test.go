@@ -50,7 +50,7 @@ func TestOfflineCommands(t *testing.T) {
 		{args: []string{"user", "rm", "alice"}, want: "deleted user alice"},
 		{args: []string{"group", "rm", "dba@Prod"}, want: "deleted group dba@Prod"},
 		{args: []string{"frobnicate"}, err: "unknown command"},
-		{args: []string{"user"}, err: "add, passwd, list or rm"},
+		{args: []string{"user"}, err: "add, passwd, totp, list or rm"},
 	}
 	for _, st := range steps {
 		out, err := runCmd(t, data, st.stdin, st.args...)

@@ -185,4 +185,3 @@ func FuzzGroupMapping(f *testing.F) {
 		}
 	})
 }
-

@@ -82,8 +82,9 @@ func writeError(log *slog.Logger, w http.ResponseWriter, r *http.Request, err er
 		level = slog.LevelError
 	}
 	log.Log(r.Context(), level, "request failed", "method", r.Method, "path", clip(r.URL.Path, maxAuditName), "status", he.Status, "err", he.Error())
-	if he.Status == http.StatusUnauthorized {
-		// RFC 6750: say how to authenticate.
+	if he.Status == http.StatusUnauthorized && w.Header().Get("WWW-Authenticate") == "" {
+		// RFC 6750: say how to authenticate (unless the handler named
+		// another scheme, as the Kerberos sign-in does).
 		w.Header().Set("WWW-Authenticate", `Bearer realm="porthole"`)
 	}
 	setRetryAfter(w, he)
