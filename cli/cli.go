@@ -47,7 +47,9 @@ type Env struct {
 
 const usage = `porthole: open Porthole tunnels on this computer
 
-  porthole login --gateway URL --user NAME [--password-stdin] [--ca FILE]
+  porthole login --gateway URL --user NAME [--password-stdin] [--otp CODE] [--ca FILE]
+  porthole login --gateway URL --sso [--spn HTTP/HOST]    (Windows login or kinit ticket)
+  porthole login --gateway URL --token-stdin              (an API token, for scripts)
   porthole logout
   porthole passwd [--password-stdin]
   porthole status
@@ -219,12 +221,25 @@ func (c *command) login(ctx context.Context, args []string) error {
 	user := fs.String("user", "", "user name")
 	pwStdin := fs.Bool("password-stdin", false, "read the password from standard input (for scripts)")
 	ca := fs.String("ca", "", "PEM file of a private CA that signed the gateway's certificate")
+	sso := fs.Bool("sso", false, "sign in with your Windows login or Kerberos ticket (kinit), without a password")
+	spn := fs.String("spn", "", "the gateway's Kerberos service principal for --sso (default HTTP/<gateway host>)")
+	tokenStdin := fs.Bool("token-stdin", false, "read an API token an administrator made from standard input (for scripts and services)")
+	otp := fs.String("otp", "", "the code from your authenticator app, for accounts with a second factor (asked when needed on a terminal)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) > 0 {
 		return fmt.Errorf("%w: login takes no arguments, got %q", ErrUsage, pos)
+	}
+	ways := 0
+	for _, b := range []bool{*sso, *tokenStdin, *pwStdin} {
+		if b {
+			ways++
+		}
+	}
+	if ways > 1 {
+		return fmt.Errorf("%w: choose one of --sso, --token-stdin and --password-stdin", ErrUsage)
 	}
 	s, path, err := c.settings()
 	if err != nil {
@@ -236,8 +251,11 @@ func (c *command) login(ctx context.Context, args []string) error {
 	if *user == "" {
 		*user = s.User
 	}
-	if *gateway == "" || *user == "" {
-		return fmt.Errorf("%w: login needs --gateway URL and --user NAME", ErrUsage)
+	if *gateway == "" {
+		return fmt.Errorf("%w: login needs --gateway URL", ErrUsage)
+	}
+	if *user == "" && !*sso && !*tokenStdin {
+		return fmt.Errorf("%w: login needs --user NAME (or --sso, or --token-stdin)", ErrUsage)
 	}
 	caFile := *ca
 	if caFile != "" {
@@ -254,11 +272,19 @@ func (c *command) login(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	pw, err := c.readPassword(*pwStdin, *user, client.Gateway())
-	if err != nil {
-		return err
+	var t tunnel.Ticket
+	switch {
+	case *tokenStdin:
+		token, rerr := readLine(c.env.Stdin)
+		if rerr != nil {
+			return fmt.Errorf("read the API token from standard input: %w", rerr)
+		}
+		t, err = client.UseToken(ctx, token)
+	case *sso:
+		t, err = client.LoginKerberos(ctx, *spn)
+	default:
+		t, err = c.passwordLogin(ctx, client, *user, *pwStdin, *otp)
 	}
-	t, err := client.Login(ctx, *user, pw)
 	if err != nil {
 		var ae *tunnel.APIError
 		if errors.As(err, &ae) && ae.RetryAfter > 0 {
@@ -284,6 +310,43 @@ func (c *command) login(ctx context.Context, args []string) error {
 	fmt.Fprintf(c.env.Stdout, "Signed in to %s as %s (%s); the ticket is valid until %s.\n",
 		client.Gateway(), t.User, strings.Join(t.Groups, ", "), t.ExpiresAt.Local().Format("2006-01-02 15:04"))
 	return nil
+}
+
+// passwordLogin signs in with a password, and with the second-factor code
+// when the account has one: given with --otp, or asked on the terminal.
+func (c *command) passwordLogin(ctx context.Context, client *tunnel.Client, user string, pwStdin bool, otp string) (tunnel.Ticket, error) {
+	pw, err := c.readPassword(pwStdin, user, client.Gateway())
+	if err != nil {
+		return tunnel.Ticket{}, err
+	}
+	t, err := client.LoginWithCode(ctx, user, pw, otp)
+	var ae *tunnel.APIError
+	if err == nil || !errors.As(err, &ae) || !ae.NeedsCode() || otp != "" {
+		return t, err
+	}
+	f, ok := c.env.Stdin.(*os.File)
+	if pwStdin || !ok || !term.IsTerminal(int(f.Fd())) {
+		return t, fmt.Errorf("%s has a second factor: pass the code from the authenticator app with --otp CODE", user)
+	}
+	fmt.Fprintf(c.env.Stderr, "Code from your authenticator app: ")
+	code, err := bufio.NewReader(f).ReadString('\n')
+	if err != nil && code == "" {
+		return t, fmt.Errorf("read the code: %w", err)
+	}
+	return client.LoginWithCode(ctx, user, pw, strings.TrimSpace(code))
+}
+
+// readLine reads one non-empty line.
+func readLine(r io.Reader) (string, error) {
+	line, err := bufio.NewReader(r).ReadString('\n')
+	if err != nil && line == "" {
+		return "", err
+	}
+	line = strings.TrimSpace(line)
+	if line == "" {
+		return "", errors.New("the line is empty")
+	}
+	return line, nil
 }
 
 func (c *command) readPassword(fromStdin bool, user, gateway string) (string, error) {

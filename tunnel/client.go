@@ -287,13 +287,81 @@ func apiError(resp *http.Response, data []byte) error {
 
 // Login signs in and keeps the ticket for later requests.
 func (c *Client) Login(ctx context.Context, user, password string) (Ticket, error) {
+	return c.LoginWithCode(ctx, user, password, "")
+}
+
+// LoginWithCode signs in with a second-factor code as well ("" for none).
+// An account that needs one answers an *APIError whose NeedsCode is true.
+func (c *Client) LoginWithCode(ctx context.Context, user, password, code string) (Ticket, error) {
 	var t Ticket
-	err := c.do(ctx, http.MethodPost, "/api/v1/login", map[string]string{"username": user, "password": password}, &t)
-	if err != nil {
+	req := map[string]string{"username": user, "password": password}
+	if code != "" {
+		req["otp"] = code
+	}
+	if err := c.do(ctx, http.MethodPost, "/api/v1/login", req, &t); err != nil {
 		return t, err
 	}
 	c.SetTicket(t.Ticket)
 	return t, nil
+}
+
+// NeedsCode reports whether the gateway asks for a second-factor code.
+func (e *APIError) NeedsCode() bool {
+	return e.Status == http.StatusUnauthorized && e.Fields["otp"] == "is required"
+}
+
+// LoginKerberos signs in with the user's Kerberos credentials (single
+// sign-on): on Windows the login session's, through SSPI; elsewhere the
+// ticket cache kinit fills (KRB5CCNAME, KRB5_CONFIG). spn is the
+// gateway's service principal; "" means HTTP/<the gateway's host name>.
+func (c *Client) LoginKerberos(ctx context.Context, spn string) (Ticket, error) {
+	if spn == "" {
+		spn = "HTTP/" + c.base.Hostname()
+	}
+	token, err := negotiateToken(spn)
+	if err != nil {
+		return Ticket{}, fmt.Errorf("single sign-on: %w", err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url(wire.KerberosLoginPath), nil)
+	if err != nil {
+		return Ticket{}, err
+	}
+	req.Header.Set("Authorization", wire.NegotiateScheme+" "+token)
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return Ticket{}, c.transportError(err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return Ticket{}, fmt.Errorf("single sign-on: read answer: %w", err)
+	}
+	if resp.StatusCode >= 300 {
+		return Ticket{}, apiError(resp, data)
+	}
+	var t Ticket
+	if err := json.Unmarshal(data, &t); err != nil {
+		return Ticket{}, fmt.Errorf("single sign-on: the gateway's answer is not what Porthole expects: %w", err)
+	}
+	c.SetTicket(t.Ticket)
+	return t, nil
+}
+
+// UseToken signs in with an API token an administrator made: the token
+// is the ticket. It is checked with the gateway, which says whose it is
+// and until when it is valid.
+func (c *Client) UseToken(ctx context.Context, token string) (Ticket, error) {
+	token = strings.TrimSpace(token)
+	if token == "" {
+		return Ticket{}, errors.New("the API token is empty")
+	}
+	c.SetTicket(token)
+	me, err := c.Me(ctx)
+	if err != nil {
+		c.SetTicket("")
+		return Ticket{}, err
+	}
+	return Ticket{Ticket: token, User: me.User, Groups: me.Groups, ExpiresAt: me.ExpiresAt, Admin: me.Admin}, nil
 }
 
 // Renew exchanges the current ticket for a fresh one.
