@@ -35,7 +35,7 @@ var webFS embed.FS
 
 // portalPages are the templates, each parsed with the layout.
 var portalPages = []string{"login", "tunnels", "tunnel_form", "connections", "confirm", "users", "user_form",
-	"groups", "environments", "audit", "my", "account", "error"}
+	"groups", "environments", "audit", "my", "account", "error", "directory", "tokens"}
 
 // portalFuncs are the templates' functions; times are shown against now,
 // the gateway's clock.
@@ -231,6 +231,12 @@ func (s *Server) portalRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /my", s.portal(false, s.myPage))
 	mux.HandleFunc("GET /account", s.portal(false, s.accountPage))
 	mux.HandleFunc("POST /account", s.portal(false, s.accountPage))
+	mux.HandleFunc("POST /account/second-factor", s.portal(false, s.secondFactorBegin))
+	mux.HandleFunc("POST /account/second-factor/confirm", s.portal(false, s.secondFactorConfirm))
+	mux.HandleFunc("GET /directory", s.portal(true, s.directoryPage))
+	mux.HandleFunc("POST /directory", s.portal(true, s.directoryPage))
+	mux.HandleFunc("GET /tokens", s.portal(true, s.tokensPage))
+	mux.HandleFunc("POST /tokens", s.portal(true, s.tokensPage))
 	mux.HandleFunc("GET /tunnels", s.portal(true, s.tunnelsPage))
 	mux.HandleFunc("GET /tunnels/new", s.portal(true, s.tunnelFormPage))
 	mux.HandleFunc("POST /tunnels/new", s.portal(true, s.tunnelFormSubmit))
@@ -274,6 +280,8 @@ func (s *Server) portalHome(w http.ResponseWriter, r *http.Request) {
 
 type loginData struct {
 	Username, Error, Next string
+	// NeedCode shows the second-factor code field.
+	NeedCode bool
 }
 
 // safeNext keeps a post-sign-in redirect on this site.
@@ -318,6 +326,11 @@ func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) {
 		_, d.Error = portalError(err)
 		if he != nil && he.Fields != nil {
 			d.Error = "Enter your user name and password."
+		}
+		if he != nil && he.Fields["otp"] != "" {
+			// The password was right (or the code wrong): ask for both
+			// again, with the code.
+			d.NeedCode, d.Error = true, he.Msg+"; enter your password again with it."
 		}
 		s.render(w, r, status, "login", page{Title: "Sign in", Data: d})
 		return
@@ -379,14 +392,21 @@ func (s *Server) myPage(w http.ResponseWriter, r *http.Request, p *principal, pg
 type accountForm struct {
 	Error  string
 	Fields map[string]string
+	// Directory: the account's password is the directory's.
+	Directory    bool
+	SecondFactor bool
+	// Setup is a second factor being set up, SetupQR its QR code.
+	Setup     *SecondFactorSetup
+	SetupQR   template.URL
+	CodeError string
 }
 
 // accountPage lets every user change their own password.
 func (s *Server) accountPage(w http.ResponseWriter, r *http.Request, p *principal, pg page) {
 	pg.Title, pg.Nav = "Account", "account"
-	f := accountForm{Fields: map[string]string{}}
+	f := s.accountState(p)
 	status := http.StatusOK
-	if r.Method == http.MethodPost {
+	if r.Method == http.MethodPost && !f.Directory {
 		ch := PasswordChange{CurrentPassword: r.PostForm.Get("currentPassword"), NewPassword: r.PostForm.Get("newPassword")}
 		var err error
 		if ch.NewPassword != r.PostForm.Get("repeat") {

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"os"
@@ -13,6 +14,7 @@ import (
 
 	cdppage "github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
+	"github.com/pquerna/otp/totp"
 
 	"github.com/porthole/porthole/wire"
 )
@@ -334,4 +336,80 @@ func TestPortalAccountInBrowser(t *testing.T) {
 		t.Fatalf("after the change: %q", h)
 	}
 	g.login("alice", "alice-new-password")
+}
+
+// TestPortalSignInMethodsInBrowser: an administrator makes and revokes an
+// API token and maps a directory group; a user sets up a second factor
+// from the QR code page and then signs in with a code.
+func TestPortalSignInMethodsInBrowser(t *testing.T) {
+	clock := &testClock{t: time.Now()}
+	g := startGateway(t, func(c *Config) { c.Now = clock.Now })
+	admin := g.admin()
+	g.addUser(admin, "alice", "staff@Prod")
+	g.mustCall(201, "POST", "/api/v1/admin/tunnels", admin, TunnelSpec{Context: "echo", SocketAddress: echoServer(t), UserGroups: "staff@Prod"})
+	ctx := browser(t)
+	base := g.URL
+
+	signIn(t, ctx, base, "admin", adminPassword)
+	run(t, ctx, chromedp.Navigate(base+"/tokens"), chromedp.WaitVisible(chromedp.ID("name")),
+		chromedp.SendKeys(chromedp.ID("name"), "nightly export"),
+		chromedp.SetValue(chromedp.ID("user"), "alice"),
+		chromedp.SendKeys(chromedp.ID("tunnels"), "echo"))
+	clickLoad(t, ctx, button("Make token"))
+	token := strings.TrimSpace(text(t, ctx, "#new-token"))
+	screenshot(t, ctx, "tokens")
+	if status, data, _ := g.call("GET", "/api/v1/tunnels", token, nil); status != 200 || !strings.Contains(string(data), `"echo"`) {
+		t.Fatalf("the token from the page: %d %s", status, data)
+	}
+	run(t, ctx, chromedp.Navigate(base+"/tokens"), chromedp.WaitVisible(button("Revoke")))
+	if strings.Contains(text(t, ctx, "main"), token) {
+		t.Fatal("the token is shown again after it was made")
+	}
+	clickLoad(t, ctx, button("Revoke"))
+	if status, _, _ := g.call("GET", "/api/v1/tunnels", token, nil); status != 401 {
+		t.Fatalf("the token works after it was revoked: %d", status)
+	}
+
+	run(t, ctx, chromedp.Navigate(base+"/directory"), chromedp.WaitVisible(chromedp.ID("directoryGroup")),
+		chromedp.SendKeys(chromedp.ID("directoryGroup"), "SQL Admins"),
+		chromedp.SetValue(chromedp.ID("group"), "staff@Prod"))
+	clickLoad(t, ctx, button("Add mapping"))
+	if got := text(t, ctx, "table"); !strings.Contains(got, "SQL Admins") || !strings.Contains(got, "staff@Prod") {
+		t.Fatalf("mapping table: %q", got)
+	}
+	screenshot(t, ctx, "directory")
+	var info DirectoryInfo
+	json.Unmarshal(g.mustCall(200, "GET", "/api/v1/admin/directory", admin, nil), &info)
+	if len(info.Mappings) != 1 || info.Mappings[0].Group != "staff@Prod" {
+		t.Fatalf("stored mappings %+v", info.Mappings)
+	}
+	clickLoad(t, ctx, button("Sign out"))
+
+	signIn(t, ctx, base, "alice", "alice-password")
+	run(t, ctx, chromedp.Navigate(base+"/account"), chromedp.WaitVisible(button("Set up a second factor")))
+	clickLoad(t, ctx, button("Set up a second factor"))
+	run(t, ctx, chromedp.WaitVisible(`img[alt="QR code of the secret"]`))
+	secret := strings.TrimSpace(text(t, ctx, "code.secret"))
+	screenshot(t, ctx, "second-factor")
+	code, _ := totp.GenerateCode(secret, clock.Now())
+	run(t, ctx, chromedp.SendKeys(chromedp.ID("code"), code))
+	clickLoad(t, ctx, button("Turn on"))
+	if got := text(t, ctx, ".flash"); !strings.Contains(got, "Second factor on") {
+		t.Fatalf("after turning it on: %q", got)
+	}
+	clickLoad(t, ctx, button("Sign out"))
+
+	clock.Add(30 * time.Second)
+	signIn(t, ctx, base, "alice", "alice-password")
+	run(t, ctx, chromedp.WaitVisible(chromedp.ID("otp")))
+	if got := text(t, ctx, ".error"); !strings.Contains(got, "authenticator app") {
+		t.Fatalf("sign-in page asks with %q", got)
+	}
+	code, _ = totp.GenerateCode(secret, clock.Now())
+	run(t, ctx, chromedp.SendKeys(chromedp.ID("password"), "alice-password"), chromedp.SendKeys(chromedp.ID("otp"), code))
+	clickLoad(t, ctx, button("Sign in"))
+	loc, err := chromedp.Run(ctx, chromedp.Location())
+	if err != nil || !strings.HasSuffix(loc, "/my") {
+		t.Fatalf("after signing in with the code the browser is at %s", loc)
+	}
 }

@@ -48,7 +48,8 @@ func TestPortalGolden(t *testing.T) {
 		"confirm": {Title: "Delete tunnel mysql?", Nav: "tunnels", User: admin, CSRF: "tok", Data: confirmData{Question: "Delete tunnel mysql?",
 			Detail: "Its 2 open connection(s) will be closed.", Button: "Delete tunnel", Back: "/tunnels", Error: "Something is in the way."}},
 		"users": {Title: "Users", Nav: "users", User: admin, CSRF: "tok", Data: map[string]any{"Users": []UserInfo{
-			{Username: "admin", Groups: []string{"admin@ROOT"}, Admin: true, CreatedAt: at}, {Username: "bob", Disabled: true, CreatedAt: at}}}},
+			{Username: "admin", Groups: []string{"admin@ROOT"}, Admin: true, Source: "local", SecondFactor: true, CreatedAt: at}, {Username: "bob", Disabled: true, Source: "local", CreatedAt: at},
+			{Username: "carol", Groups: []string{"DBA@PDT"}, Source: "directory", DirectoryGroups: []string{"DBA", "Domain Users"}, CreatedAt: at}}}},
 		"user_form": {Title: "Edit user bob", Nav: "users", User: admin, CSRF: "tok", Data: userForm{Editing: "bob", Disabled: true,
 			AllGroups: []groupChoice{{Name: "admin@ROOT"}, {Name: "staff@Prod", Checked: true}}, Fields: map[string]string{"password": "must have at least 8 characters"}}},
 		"groups": {Title: "Groups", Nav: "groups", User: admin, CSRF: "tok", Data: map[string]any{"Fields": map[string]string{},
@@ -61,7 +62,15 @@ func TestPortalGolden(t *testing.T) {
 		"my": {Title: "My tunnels", Nav: "my", User: &pageUser{Name: "alice"}, CSRF: "tok", Data: map[string]any{"Tunnels": []myTunnel{
 			{Context: "mysql", Description: "Orders", LocalPort: 13306, Examples: connstr.For(connstr.MySQL, 13306)}}}},
 		"account": {Title: "Account", Nav: "account", User: &pageUser{Name: "alice"}, CSRF: "tok", Data: accountForm{Error: "Please correct the fields marked below.",
-			Fields: map[string]string{"currentPassword": "is wrong", "repeat": "The two new passwords differ"}}},
+			Fields: map[string]string{"currentPassword": "is wrong", "repeat": "The two new passwords differ"},
+			Setup:  &SecondFactorSetup{Secret: "JBSWY3DPEHPK3PXP", URL: "otpauth://totp/Porthole:alice?secret=JBSWY3DPEHPK3PXP"}, SetupQR: "data:image/png;base64,AAAA", CodeError: "wrong code"}},
+		"directory": {Title: "Directory", Nav: "directory", User: admin, CSRF: "tok", Data: directoryPageData{Info: DirectoryInfo{Configured: true,
+			URL: "ldaps://dc1.pdt.local", Domain: "PDT", RecheckPeriod: "5m0s", Mappings: []GroupMapping{{DirectoryGroup: "SQL Admins", Group: "dba@Prod"}}},
+			Groups: []string{"admin@ROOT", "dba@Prod"}, Group: "dba@Prod", Error: `group "x@y" does not exist`}},
+		"tokens": {Title: "API tokens", Nav: "tokens", User: admin, CSRF: "tok", Data: tokensPageData{Users: []string{"admin", "nightly"}, User: "nightly",
+			Made:   &TokenInfo{ID: "t1", Name: "nightly export", User: "nightly", Tunnels: []string{"mysql"}, ExpiresAt: at.Add(90 * 24 * time.Hour), Token: "v1.secret-token"},
+			Tokens: []TokenInfo{{ID: "t1", Name: "nightly export", User: "nightly", Tunnels: []string{"mysql"}, CreatedBy: "admin", CreatedAt: at, ExpiresAt: at.Add(90 * 24 * time.Hour)}},
+			Fields: map[string]string{"tunnels": `no tunnel "pg"`}, Error: "Please correct the fields marked below."}},
 		"error": {Title: "Administrators only", User: &pageUser{Name: "alice"}, CSRF: "tok", Data: map[string]string{"Heading": "Administrators only", "Message": "Only members of admin@ROOT may open this page."}},
 	}
 	for _, name := range portalPages {

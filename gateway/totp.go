@@ -91,27 +91,41 @@ type totpSetups struct {
 }
 
 type totpSetup struct {
-	secret  string
-	expires time.Time
+	secret, url string
+	expires     time.Time
 }
 
-func (ts *totpSetups) put(user, secret string, expires time.Time) {
+func (ts *totpSetups) put(user string, p totpSetup) {
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
 	if ts.m == nil {
 		ts.m = map[string]totpSetup{}
 	}
-	ts.m[strings.ToLower(user)] = totpSetup{secret: secret, expires: expires}
+	for k, v := range ts.m {
+		if p.expires.After(v.expires.Add(totpSetupTime)) {
+			delete(ts.m, k) // long forgotten
+		}
+	}
+	ts.m[strings.ToLower(user)] = p
 }
 
-func (ts *totpSetups) get(user string, now time.Time) (string, bool) {
+func (ts *totpSetups) get(user string, now time.Time) (totpSetup, bool) {
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
 	p, ok := ts.m[strings.ToLower(user)]
 	if !ok || now.After(p.expires) {
-		return "", false
+		return totpSetup{}, false
 	}
-	return p.secret, true
+	return p, true
+}
+
+// pendingSecondFactor is the setup p started and has not confirmed.
+func (s *Server) pendingSecondFactor(p *principal) (SecondFactorSetup, bool) {
+	ps, ok := s.totpSetups.get(p.user.Username, s.cfg.Now())
+	if !ok {
+		return SecondFactorSetup{}, false
+	}
+	return SecondFactorSetup{Secret: ps.secret, URL: ps.url, ExpiresAt: ps.expires.UTC().Truncate(time.Second)}, true
 }
 
 func (ts *totpSetups) drop(user string) {
@@ -144,7 +158,7 @@ func (s *Server) BeginSecondFactor(ctx context.Context, p *principal) (SecondFac
 		return SecondFactorSetup{}, internal(err)
 	}
 	exp := s.cfg.Now().Add(totpSetupTime)
-	s.totpSetups.put(p.user.Username, key.Secret(), exp)
+	s.totpSetups.put(p.user.Username, totpSetup{secret: key.Secret(), url: key.URL(), expires: exp})
 	return SecondFactorSetup{Secret: key.Secret(), URL: key.URL(), ExpiresAt: exp.UTC().Truncate(time.Second)}, nil
 }
 
@@ -152,7 +166,8 @@ func (s *Server) BeginSecondFactor(ctx context.Context, p *principal) (SecondFac
 // once code proves the app has it. From then on, signing in asks for a
 // code.
 func (s *Server) ConfirmSecondFactor(ctx context.Context, p *principal, code string) error {
-	secret, ok := s.totpSetups.get(p.user.Username, s.cfg.Now())
+	setup, ok := s.totpSetups.get(p.user.Username, s.cfg.Now())
+	secret := setup.secret
 	if !ok {
 		return errorf(http.StatusConflict, "no second factor is being set up (or the setup took longer than %s): start again", totpSetupTime)
 	}
