@@ -22,6 +22,7 @@ type Backend interface {
 	Identity() (gateway, user string)
 	Resume(ctx context.Context) error
 	SignIn(ctx context.Context, gateway, user, password string) error
+	SignInWith(ctx context.Context, gateway string, l tunnel.Login) error
 	SignOut(ctx context.Context) error
 	Refresh(ctx context.Context) error
 	Tunnels() []tunnel.TunnelView

@@ -231,6 +231,25 @@ func (s *Service) clientOptions(ca string) ClientOptions {
 // the gateway refused the old ticket, connections waiting for a new one go
 // through as soon as SignIn succeeds.
 func (s *Service) SignIn(ctx context.Context, gateway, user, password string) error {
+	return s.SignInWith(ctx, gateway, Login{User: user, Password: password})
+}
+
+// Login is how a user signs in: a user name and password (with the code
+// of their second factor, when they have one), or single sign-on.
+type Login struct {
+	User, Password string
+	// Code is the second-factor code; "" for none.
+	Code string
+	// SSO signs in with the Windows login (or a kinit ticket) instead of
+	// a password; SPN is the gateway's service principal ("" for
+	// HTTP/<gateway host>).
+	SSO bool
+	SPN string
+}
+
+// SignInWith is SignIn with any way of signing in. An account that needs
+// a second-factor code answers an *APIError whose NeedsCode is true.
+func (s *Service) SignInWith(ctx context.Context, gateway string, l Login) error {
 	st := s.Settings()
 	ca := ""
 	if SameGateway(gateway, st.Gateway) {
@@ -240,7 +259,12 @@ func (s *Service) SignIn(ctx context.Context, gateway, user, password string) er
 	if err != nil {
 		return err
 	}
-	t, err := client.Login(ctx, user, password)
+	var t Ticket
+	if l.SSO {
+		t, err = client.LoginKerberos(ctx, l.SPN)
+	} else {
+		t, err = client.LoginWithCode(ctx, l.User, l.Password, l.Code)
+	}
 	if err != nil {
 		return err
 	}
