@@ -29,7 +29,8 @@ openssl x509 -req -in "$ad/tls/req.pem" -CA "$ad/tls/ca.pem" -CAkey "$ad/tls/ca.
   -extfile "$ad/tls/ext" -out "$ad/tls/cert.pem" >/dev/null 2>&1
 chmod 600 "$ad/tls/key.pem"
 samba-tool domain provision --realm="$ad_realm" --domain=PORTHOLE --adminpass="$ad_admin_pw" \
-  --server-role=dc --dns-backend=NONE --targetdir="$ad" \
+  --server-role=dc --dns-backend=NONE --targetdir="$ad" --host-name=portholedc \
+  --option="netbios name=PORTHOLEDC" \
   --option="interfaces=lo" --option="bind interfaces only=yes" \
   --option="server services=ldap,kdc" --option="pid directory=$ad" \
   --option="tls keyfile=$ad/tls/key.pem" --option="tls certfile=$ad/tls/cert.pem" --option="tls cafile=$ad/tls/ca.pem" \
