@@ -9,8 +9,10 @@
 # time; a leftover one from an earlier run is stopped first.
 
 stop_directory() {
-  [ -f "$work/ad/samba.pid" ] && kill "$(cat "$work/ad/samba.pid")" 2>/dev/null || true
-  [ -n "${ad_pid:-}" ] && kill "$ad_pid" 2>/dev/null || true
+  if [ -n "${ad_pid:-}" ]; then
+    kill "$ad_pid" 2>/dev/null || true
+    wait "$ad_pid" 2>/dev/null || true
+  fi
 }
 
 ad=$work/ad
