@@ -11,12 +11,12 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/porthole/porthole/internal/jsonpos"
+	"github.com/porthole/porthole/internal/winsvc"
 )
 
 // Config is the gateway's static configuration: the JSON file given with
@@ -105,10 +105,8 @@ func DefaultDataDir() string {
 	if d := os.Getenv("PORTHOLE_DATA_DIR"); d != "" {
 		return d
 	}
-	if runtime.GOOS == "windows" {
-		if pd := os.Getenv("ProgramData"); pd != "" {
-			return filepath.Join(pd, "Porthole")
-		}
+	if d := winsvc.DataDir(); d != "" {
+		return d
 	}
 	if os.Geteuid() == 0 {
 		return "/var/lib/porthole"

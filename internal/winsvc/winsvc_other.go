@@ -15,3 +15,6 @@ func Run(name string, f func(ctx context.Context) error) error {
 	defer stop()
 	return f(ctx)
 }
+
+// DataDir is Windows' %ProgramData%\Porthole; "" elsewhere.
+func DataDir() string { return "" }
