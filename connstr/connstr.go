@@ -70,7 +70,10 @@ func For(kind Kind, port int) []Example {
 		return []Example{
 			{"mysql", fmt.Sprintf("mysql --protocol=TCP -h 127.0.0.1 -P %s -u USER -p DATABASE", p)},
 			{"JDBC", fmt.Sprintf("jdbc:mysql://localhost:%s/DATABASE", p)},
-			{"ODBC", fmt.Sprintf("Driver={MySQL ODBC 8.0 Unicode Driver};Server=localhost;Port=%s;Database=DATABASE;User=USER;Password=PASSWORD;", p)},
+			// 127.0.0.1, not localhost: MySQL and MariaDB drivers take
+			// "localhost" to mean the local Unix socket, not the tunnel.
+			{"ODBC", fmt.Sprintf("Driver={MySQL ODBC 8.0 Unicode Driver};Server=127.0.0.1;Port=%s;Database=DATABASE;User=USER;Password=PASSWORD;", p)},
+			{"ODBC (MariaDB driver)", fmt.Sprintf("Driver={MariaDB Unicode};Server=127.0.0.1;Port=%s;Database=DATABASE;User=USER;Password=PASSWORD;", p)},
 		}
 	case PostgreSQL:
 		return []Example{
