@@ -9,6 +9,7 @@ import (
 
 	"fyne.io/fyne/v2"
 
+	"github.com/porthole/porthole/control"
 	"github.com/porthole/porthole/tunnel"
 )
 
@@ -48,6 +49,24 @@ func Run(ctx context.Context, a fyne.App, log *slog.Logger) error {
 	}
 	u := New(a, svc, Options{Logger: log})
 	ui.Store(u)
+	// Other programs start tunnels through the tray (TunnelStart; see
+	// package control). Where another Porthole already serves that, the
+	// tray works without it.
+	cctx, stopControl := context.WithCancel(ctx)
+	controlDone := make(chan struct{})
+	if ln, err := control.Listen(); err != nil {
+		log.Warn("the control API for other programs is not served", "err", err)
+		close(controlDone)
+	} else {
+		go func() {
+			defer close(controlDone)
+			srv := &control.Server{Backend: svc.Control(), Logger: log}
+			if err := srv.Serve(cctx, ln); err != nil {
+				log.Warn("control API", "err", err)
+			}
+		}()
+	}
+	defer func() { stopControl(); <-controlDone }()
 	a.Lifecycle().SetOnStopped(func() {
 		// The window system is going away (quit, logout): close tunnels.
 		sctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)

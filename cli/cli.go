@@ -57,6 +57,7 @@ const usage = `porthole: open Porthole tunnels on this computer
   porthole open CONTEXT[:PORT]... [--bind ADDR]
   porthole launch CONTEXT/PATH --port N [--bind ADDR]
   porthole launch tcp://HOST:PORT/PATH --port N [--bind ADDR]
+  porthole agent     (serves TunnelStart/TunnelStop to other programs where no tray app runs)
 
 open listens on 127.0.0.1 (or --bind) on the tunnel's local port: the
 PORT you give, else the one in settings.json, else the gateway's
@@ -103,6 +104,8 @@ func Run(ctx context.Context, args []string, env Env) error {
 		return c.open(ctx, args[1:])
 	case "launch":
 		return c.launch(ctx, args[1:])
+	case "agent":
+		return c.agent(ctx, args[1:])
 	case "help", "-h", "--help":
 		fmt.Fprint(env.Stdout, usage)
 		return nil

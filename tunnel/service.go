@@ -510,19 +510,30 @@ func (s *Service) setTunnelSettings(name string, f func(*TunnelSettings)) error 
 // Open opens a tunnel on its local port (see TunnelView.Port). A tunnel
 // that had no port keeps the one it got, so it is the same next time.
 func (s *Service) Open(ctx context.Context, name string) error {
+	_, err := s.open(ctx, name, 0)
+	return err
+}
+
+// open opens a tunnel on port, or on its usual one when port is 0, and
+// returns the port it listens on.
+func (s *Service) open(ctx context.Context, name string, port int) (int, error) {
 	s.mu.Lock()
 	mgr := s.mgr
 	s.mu.Unlock()
 	if mgr == nil {
-		return ErrNoTicket
+		return 0, ErrNoTicket
 	}
 	info, ok := s.info(name)
 	if !ok {
-		return fmt.Errorf("open tunnel %q: %w", name, ErrNotFound)
+		return 0, fmt.Errorf("open tunnel %q: %w", name, ErrNotFound)
 	}
-	s.mu.Lock()
-	port := s.portLocked(info)
-	s.mu.Unlock()
+	usual := false
+	if port == 0 {
+		s.mu.Lock()
+		port = s.portLocked(info)
+		s.mu.Unlock()
+		usual = true
+	}
 	f, err := mgr.Start(ctx, info.Context, net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 	s.mu.Lock()
 	if err != nil {
@@ -533,13 +544,13 @@ func (s *Service) Open(ctx context.Context, name string) error {
 	s.mu.Unlock()
 	s.changed()
 	if err != nil {
-		return err
+		return 0, err
 	}
-	if port == 0 {
-		got := f.Addr().(*net.TCPAddr).Port
+	got := f.Addr().(*net.TCPAddr).Port
+	if usual && port == 0 {
 		s.setTunnelSettings(info.Context, func(ts *TunnelSettings) { ts.LocalPort = got })
 	}
-	return nil
+	return got, nil
 }
 
 // Close closes a tunnel and its connections.
