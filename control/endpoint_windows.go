@@ -44,6 +44,12 @@ func Listen() (net.Listener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("control: %w", err)
 	}
+	// Under wine the first client of a new pipe hangs (the next ones do
+	// not): use up the first instance with a connection of our own, which
+	// the server sees end at once. Harmless on Windows.
+	if c, err := winio.DialPipe(Path(), ptr(time.Second)); err == nil {
+		c.Close()
+	}
 	return ln, nil
 }
 

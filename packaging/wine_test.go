@@ -50,7 +50,8 @@ func wine(t *testing.T) *winePrefix {
 // run runs a wine command with standard input and a time limit.
 func (w *winePrefix) run(t *testing.T, limit time.Duration, stdin string, args ...string) (string, error) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), limit)
+	// Not t.Context(): cleanups (uninstalls) run after it is cancelled.
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "wine", args...)
 	cmd.Env = w.env
@@ -155,8 +156,12 @@ func TestWindowsClientUnderWine(t *testing.T) {
 	}
 	exe := `C:\Program Files\Porthole\porthole.exe`
 	settings := w.path(`C:\users\` + currentUser() + `\AppData\Roaming\porthole\settings.json`)
+	// A user who never used Porthole on this machine (an uninstall keeps
+	// the settings of an earlier run in this prefix).
+	os.RemoveAll(filepath.Dir(settings))
+	t.Cleanup(func() { w.run(t, 2*time.Minute, "", "msiexec", "/x", msi, "/qn") })
 
-	t.Run("install", func(t *testing.T) {
+	if !t.Run("install", func(t *testing.T) {
 		start := time.Now()
 		w.must(t, 2*time.Minute, "", "msiexec", "/i", msi, "/qn", "GATEWAY_URL="+gw.URL, "ADDLOCAL=Client,Autostart")
 		t.Logf("silent install took %s", time.Since(start).Round(time.Millisecond))
@@ -179,9 +184,11 @@ func TestWindowsClientUnderWine(t *testing.T) {
 		if n, v := w.uninstallEntries(t, "Porthole"); n != 1 {
 			t.Fatalf("%d Add/Remove Programs entries (%v), want 1", n, v)
 		}
-	})
+	}) {
+		return
+	}
 
-	t.Run("cli", func(t *testing.T) {
+	if !t.Run("cli", func(t *testing.T) {
 		// The gateway comes from the MSI's GATEWAY_URL: no --gateway.
 		out := w.must(t, time.Minute, "admin-password\n", exe, "login", "--user", "admin", "--password-stdin")
 		if !strings.Contains(out, "Signed in to "+gw.URL+" as admin") {
@@ -234,7 +241,58 @@ func TestWindowsClientUnderWine(t *testing.T) {
 		if _, err := os.Stat(settings); err != nil {
 			t.Fatalf("the user's settings.json: %v", err)
 		}
-	})
+	}) {
+		return
+	}
+
+	if !t.Run("control API from a C program", func(t *testing.T) {
+		// porthole.exe agent serves the per-user named pipe; a C program
+		// built with mingw against sdk/c (no Go inside it) opens a tunnel
+		// through it and exits without closing it.
+		example := filepath.Join(t.TempDir(), "porthole-example.exe")
+		sdk := filepath.Join("..", "sdk", "c")
+		run(t, "x86_64-w64-mingw32-gcc", "-Wall", "-Werror", "-O2", "-o", example, filepath.Join(sdk, "example.c"), filepath.Join(sdk, "porthole.c"))
+		agent := w.start(t, exe, "agent")
+		pipe := agent.wait(t, regexp.MustCompile(`programs start tunnels through (\S+)\.`))
+		if !strings.HasPrefix(pipe, `\\.\pipe\porthole-control-`) {
+			t.Fatalf("the agent serves %q, want a named pipe", pipe)
+		}
+		prog := w.start(t, example, "echo")
+		port := prog.wait(t, regexp.MustCompile(`^PORT (\d+)`))
+		if refused := prog.wait(t, regexp.MustCompile(`^REFUSED (.*)`)); !strings.Contains(refused, `no tunnel "no-such-tunnel"`) {
+			t.Fatalf("the C program's refusal: %q", refused)
+		}
+		c, err := net.DialTimeout("tcp", "127.0.0.1:"+port, 10*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(20 * time.Second))
+		c.Write([]byte("through a pipe"))
+		c.(*net.TCPConn).CloseWrite()
+		b, err := io.ReadAll(c)
+		c.Close()
+		if string(b) != "THROUGH A PIPE" {
+			st, _ := w.run(t, time.Minute, "", exe, "status")
+			t.Fatalf("round trip through the C program's tunnel: %q %v\n%s", b, err, st)
+		}
+		prog.stdin.Close() // the program exits without TunnelStop
+		prog.cmd.Wait()
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			c, err := net.DialTimeout("tcp", "127.0.0.1:"+port, time.Second)
+			if err != nil {
+				break
+			}
+			c.Close()
+			if time.Now().After(deadline) {
+				t.Fatal("the tunnel outlived the C program that started it")
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		agent.interrupt(t)
+	}) {
+		return
+	}
 
 	t.Run("upgrade keeps one entry and the settings", func(t *testing.T) {
 		before, err := os.ReadFile(settings)
@@ -286,7 +344,12 @@ func TestWindowsGatewayServiceUnderWine(t *testing.T) {
 	cfg := w.path(`C:\ProgramData\Porthole\gateway.json`)
 	os.Remove(cfg)
 	w.must(t, 3*time.Minute, "", "msiexec", "/i", msi, "/qn")
-	t.Cleanup(func() { w.run(t, 3*time.Minute, "", "msiexec", "/x", msi, "/qn") })
+	uninstalled := false
+	t.Cleanup(func() {
+		if !uninstalled {
+			w.run(t, 3*time.Minute, "", "msiexec", "/x", msi, "/qn")
+		}
+	})
 	out := w.must(t, time.Minute, "", "sc", "query", "PortholeGateway")
 	if !strings.Contains(out, "RUNNING") {
 		t.Fatalf("service state after install:\n%s", out)
@@ -318,6 +381,26 @@ func TestWindowsGatewayServiceUnderWine(t *testing.T) {
 	if b, _ := os.ReadFile(logFile); !strings.Contains(string(b), "shutting down") {
 		t.Fatalf("the log does not show a clean stop:\n%s", b)
 	}
+
+	// Uninstall stops and removes both services and keeps the
+	// configuration and data.
+	w.must(t, 3*time.Minute, "", "msiexec", "/x", msi, "/qn")
+	uninstalled = true
+	for _, svc := range []string{"PortholeGateway", "PortholeLauncher"} {
+		if out, err := w.run(t, time.Minute, "", "sc", "query", svc); err == nil && strings.Contains(out, "RUNNING") {
+			t.Fatalf("%s still runs after uninstall:\n%s", svc, out)
+		}
+	}
+	if _, err := os.Stat(w.path(`C:\Program Files\Porthole Gateway\porthole-gateway.exe`)); !os.IsNotExist(err) {
+		t.Fatalf("porthole-gateway.exe after uninstall: %v", err)
+	}
+	if _, err := os.Stat(cfg); err != nil {
+		t.Fatalf("uninstall removed the configuration: %v", err)
+	}
+	if c, err := net.DialTimeout("tcp", "127.0.0.1:19340", time.Second); err == nil {
+		c.Close()
+		t.Fatal("the launcher still listens after uninstall")
+	}
 }
 
 func waitHealthy(t *testing.T, url string) {
@@ -348,6 +431,8 @@ func currentUser() string {
 // wineProc is a long-running Windows program under wine.
 type wineProc struct {
 	cmd *exec.Cmd
+	// stdin stays open until the test closes it or ends.
+	stdin io.WriteCloser
 	// mu guards lines.
 	mu    sync.Mutex
 	lines []string
@@ -360,10 +445,14 @@ func (w *winePrefix) start(t *testing.T, args ...string) *wineProc {
 	cmd.Env = w.env
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &wineProc{cmd: cmd, more: make(chan struct{}, 1)}
+	p := &wineProc{cmd: cmd, stdin: stdin, more: make(chan struct{}, 1)}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
