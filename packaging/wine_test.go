@@ -161,9 +161,12 @@ func TestWindowsClientUnderWine(t *testing.T) {
 	os.RemoveAll(filepath.Dir(settings))
 	t.Cleanup(func() { w.run(t, 2*time.Minute, "", "msiexec", "/x", msi, "/qn") })
 
+	// The installer names an old gateway; Group Policy (the ADMX) names
+	// the real one, and policy wins.
+	const msiGateway = "https://old-gateway.example.com"
 	if !t.Run("install", func(t *testing.T) {
 		start := time.Now()
-		w.must(t, 2*time.Minute, "", "msiexec", "/i", msi, "/qn", "GATEWAY_URL="+gw.URL, "ADDLOCAL=Client,Autostart")
+		w.must(t, 2*time.Minute, "", "msiexec", "/i", msi, "/qn", "GATEWAY_URL="+msiGateway, "ADDLOCAL=Client,Autostart")
 		t.Logf("silent install took %s", time.Since(start).Round(time.Millisecond))
 		for _, f := range []string{`C:\Program Files\Porthole\porthole.exe`, `C:\Program Files\Porthole\porthole-tray.exe`} {
 			if _, err := os.Stat(w.path(f)); err != nil {
@@ -175,8 +178,8 @@ func TestWindowsClientUnderWine(t *testing.T) {
 		if len(links)+len(more) == 0 {
 			t.Fatal("no Start-menu shortcut Porthole.lnk")
 		}
-		if got := w.reg(t, `HKLM\Software\Porthole`, "GatewayURL"); got != gw.URL {
-			t.Fatalf("GatewayURL in the registry is %q, want %q", got, gw.URL)
+		if got := w.reg(t, `HKLM\Software\Porthole`, "GatewayURL"); got != msiGateway {
+			t.Fatalf("GatewayURL in the registry is %q, want %q", got, msiGateway)
 		}
 		if got := w.reg(t, `HKLM\Software\Microsoft\Windows\CurrentVersion\Run`, "Porthole"); !strings.Contains(got, `porthole-tray.exe`) {
 			t.Fatalf("autostart entry %q", got)
@@ -188,8 +191,17 @@ func TestWindowsClientUnderWine(t *testing.T) {
 		return
 	}
 
+	policyKey, policyName := policyValue(t, "GatewayURL")
+	t.Cleanup(func() { w.run(t, time.Minute, "", "reg", "delete", `HKLM\`+policyKey, "/f") })
+	if !t.Run("group policy", func(t *testing.T) {
+		// What the Group Policy editor writes for the ADMX's GatewayURL.
+		w.must(t, time.Minute, "", "reg", "add", `HKLM\`+policyKey, "/v", policyName, "/t", "REG_SZ", "/d", gw.URL, "/f")
+	}) {
+		return
+	}
+
 	if !t.Run("cli", func(t *testing.T) {
-		// The gateway comes from the MSI's GATEWAY_URL: no --gateway.
+		// The gateway comes from the policy: no --gateway.
 		out := w.must(t, time.Minute, "admin-password\n", exe, "login", "--user", "admin", "--password-stdin")
 		if !strings.Contains(out, "Signed in to "+gw.URL+" as admin") {
 			t.Fatalf("login: %s", out)
@@ -309,8 +321,8 @@ func TestWindowsClientUnderWine(t *testing.T) {
 		if err != nil || string(after) != string(before) {
 			t.Fatalf("the upgrade changed the user's settings:\n%s\n->\n%s (%v)", before, after, err)
 		}
-		if got := w.reg(t, `HKLM\Software\Porthole`, "GatewayURL"); got != gw.URL {
-			t.Fatalf("GatewayURL after the upgrade: %q", got)
+		if got := w.reg(t, `HKLM\Software\Porthole`, "GatewayURL"); got != msiGateway {
+			t.Fatalf("GatewayURL after the upgrade: %q, want the installed %q", got, msiGateway)
 		}
 		if out := w.must(t, time.Minute, "", exe, "list"); !strings.Contains(out, "echo") {
 			t.Fatalf("the upgraded CLI with the kept sign-in: %s", out)
