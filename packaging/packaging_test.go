@@ -65,7 +65,8 @@ func TestClientMSI(t *testing.T) {
 		t.Fatalf("picked the server MSI: %s", msi)
 	}
 	contains(t, "tables", run(t, "msiinfo", "tables", msi), "File", "Shortcut", "Registry", "Upgrade", "Feature")
-	contains(t, "File table", run(t, "msiinfo", "export", msi, "File"), "porthole-tray.exe", "porthole.exe")
+	contains(t, "File table", run(t, "msiinfo", "export", msi, "File"), "porthole-tray.exe", "porthole.exe",
+		"porthole.dll", "porthole.h", "porthole_control.py")
 	contains(t, "Shortcut table", run(t, "msiinfo", "export", msi, "Shortcut"), "Porthole", "[INSTALLDIR]porthole-tray.exe")
 	contains(t, "Registry table", run(t, "msiinfo", "export", msi, "Registry"),
 		`Software\Porthole`, "GatewayURL", "[GATEWAY_URL]", `Software\Microsoft\Windows\CurrentVersion\Run`)
@@ -129,7 +130,8 @@ func TestDebs(t *testing.T) {
 	info := run(t, "dpkg-deb", "-I", client)
 	contains(t, client, info, "Package: porthole", "Architecture: amd64")
 	contains(t, client, run(t, "dpkg-deb", "-c", client), "./usr/bin/porthole", "./usr/bin/porthole-tray",
-		"./usr/share/applications/porthole.desktop", "./usr/share/icons/hicolor/256x256/apps/porthole.png")
+		"./usr/share/applications/porthole.desktop", "./usr/share/icons/hicolor/256x256/apps/porthole.png",
+		"./usr/lib/python3/dist-packages/porthole_control.py", "./usr/share/porthole/sdk/c/porthole.h", "./usr/share/doc/porthole/sdk.md")
 
 	server := one(t, filepath.Join(d, "porthole-gateway_*_amd64.deb"))
 	contains(t, server, run(t, "dpkg-deb", "-I", server), "Package: porthole-gateway", "postinst", "prerm", "postrm", "conffiles")

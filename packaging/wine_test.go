@@ -135,8 +135,20 @@ func (w *winePrefix) uninstallEntries(t *testing.T, name string) (n int, version
 func msiAtVersion(t *testing.T, d, version string) string {
 	t.Helper()
 	out := filepath.Join(t.TempDir(), "porthole-"+version+"-x64.msi")
-	run(t, "wixl", "-a", "x64", "-D", "Version="+version, "-D", "Build="+filepath.Join(d, "build", "windows"), "-o", out,
-		filepath.Join("windows", "client.wxs"))
+	// wixl wants the build folder relative to where it runs.
+	root, _ := filepath.Abs("..")
+	abs, _ := filepath.Abs(filepath.Join(d, "build", "windows"))
+	build, err := filepath.Rel(root, abs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// From the repository's root, as scripts/package runs it (the .wxs
+	// names sdk/ files relative to it).
+	cmd := exec.Command("wixl", "-a", "x64", "-D", "Version="+version, "-D", "Build="+build, "-o", out, filepath.Join("packaging", "windows", "client.wxs"))
+	cmd.Dir = ".."
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("wixl: %v\n%s", err, b)
+	}
 	return out
 }
 
@@ -261,9 +273,17 @@ func TestWindowsClientUnderWine(t *testing.T) {
 		// porthole.exe agent serves the per-user named pipe; a C program
 		// built with mingw against sdk/c (no Go inside it) opens a tunnel
 		// through it and exits without closing it.
-		example := filepath.Join(t.TempDir(), "porthole-example.exe")
-		sdk := filepath.Join("..", "sdk", "c")
-		run(t, "x86_64-w64-mingw32-gcc", "-Wall", "-Werror", "-O2", "-o", example, filepath.Join(sdk, "example.c"), filepath.Join(sdk, "porthole.c"))
+		// Linked against the porthole.dll the MSI installed, beside it.
+		dir := t.TempDir()
+		example := filepath.Join(dir, "porthole-example.exe")
+		dll := w.path(`C:\Program Files\Porthole\sdk\porthole.dll`)
+		b, err := os.ReadFile(dll)
+		if err != nil {
+			t.Fatalf("the installed SDK: %v", err)
+		}
+		os.WriteFile(filepath.Join(dir, "porthole.dll"), b, 0o644)
+		run(t, "x86_64-w64-mingw32-gcc", "-Wall", "-Werror", "-O2", "-I", w.path(`C:\Program Files\Porthole\sdk`), "-o", example,
+			filepath.Join("..", "sdk", "c", "example.c"), filepath.Join(dir, "porthole.dll"))
 		agent := w.start(t, exe, "agent")
 		pipe := agent.wait(t, regexp.MustCompile(`programs start tunnels through (\S+)\.`))
 		if !strings.HasPrefix(pipe, `\\.\pipe\porthole-control-`) {
@@ -281,7 +301,7 @@ func TestWindowsClientUnderWine(t *testing.T) {
 		c.SetDeadline(time.Now().Add(20 * time.Second))
 		c.Write([]byte("through a pipe"))
 		c.(*net.TCPConn).CloseWrite()
-		b, err := io.ReadAll(c)
+		b, err = io.ReadAll(c)
 		c.Close()
 		if string(b) != "THROUGH A PIPE" {
 			st, _ := w.run(t, time.Minute, "", exe, "status")
