@@ -12,6 +12,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -326,6 +328,12 @@ func TestWindowsClientUnderWine(t *testing.T) {
 		return
 	}
 
+	if !t.Run("tray app under Xvfb", func(t *testing.T) {
+		trayUnderWine(t, w, gw.URL)
+	}) {
+		return
+	}
+
 	t.Run("upgrade keeps one entry and the settings", func(t *testing.T) {
 		before, err := os.ReadFile(settings)
 		if err != nil {
@@ -552,4 +560,203 @@ func (p *wineProc) interrupt(t *testing.T) {
 	case <-time.After(15 * time.Second):
 		t.Fatal("porthole.exe did not exit on Ctrl-C")
 	}
+}
+
+// trayUnderWine runs the installed porthole-tray.exe on a virtual display:
+// it starts into wine's system tray with the CLI's sign-in, its menu opens
+// a tunnel by a click (xdotool), the window shows, and Quit closes every
+// tunnel and ends the process.
+func trayUnderWine(t *testing.T, w *winePrefix, gateway string) {
+	for _, tool := range []string{"Xvfb", "xdotool", "import", "xwininfo"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s is missing: scripts/test installs it", tool)
+		}
+	}
+	display := xvfb(t)
+	env := append(slices.Clone(w.env), "DISPLAY="+display)
+	x := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command(args[0], args[1:]...)
+		cmd.Env = env
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	tw := &winePrefix{dir: w.dir, env: env}
+	tray := tw.start(t, `C:\Program Files\Porthole\porthole-tray.exe`)
+	// geometry finds a visible window by name and returns x, y, w, h.
+	geometry := func(name string) (int, int, int, int, bool) {
+		out, _ := exec.Command("xwininfo", "-display", display, "-root", "-tree").CombinedOutput()
+		re := regexp.MustCompile(`"` + regexp.QuoteMeta(name) + `".*\s(\d+)x(\d+)\+(-?\d+)\+(-?\d+)\s+\+(-?\d+)\+(-?\d+)`)
+		m := re.FindStringSubmatch(string(out))
+		if m == nil {
+			return 0, 0, 0, 0, false
+		}
+		return atoi(m[5]), atoi(m[6]), atoi(m[1]), atoi(m[2]), true
+	}
+	var tx, ty int
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if x0, y0, _, _, ok := geometry("Wine System Tray"); ok {
+			tx, ty = x0+9, y0+10 // the first icon
+			if _, _, _, _, up := geometry("SystrayMonitor"); up {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no tray icon within a minute")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	time.Sleep(time.Second) // the icon is set once the tray is ready
+	// menu opens the tray menu and returns its top-left corner and height.
+	menu := func() (int, int, int) {
+		t.Helper()
+		x("xdotool", "mousemove", strconv.Itoa(tx), strconv.Itoa(ty), "click", "1")
+		row := regexp.MustCompile(`^\s+(0x[0-9a-f]+) .*\s(\d+)x(\d+)\+(-?\d+)\+(-?\d+)\s`)
+		deadline := time.Now().Add(20 * time.Second)
+		for time.Now().Before(deadline) {
+			out, _ := exec.Command("xwininfo", "-display", display, "-root", "-children").CombinedOutput()
+			for _, line := range strings.Split(string(out), "\n") {
+				m := row.FindStringSubmatch(line)
+				if m == nil || strings.Contains(line, `"Porthole"`) {
+					continue
+				}
+				w, h := atoi(m[2]), atoi(m[3])
+				if w < 100 || w > 500 || h < 60 || h > 500 {
+					continue
+				}
+				info, _ := exec.Command("xwininfo", "-display", display, "-id", m[1]).CombinedOutput()
+				if strings.Contains(string(info), "IsViewable") {
+					return atoi(m[4]), atoi(m[5]), h
+				}
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		x("import", "-window", "root", filepath.Join(artifacts(), "tray-wine-no-menu.png"))
+		t.Fatal("the tray menu did not open (see tray-wine-no-menu.png)")
+		return 0, 0, 0
+	}
+	click := func(px, py int) {
+		x("xdotool", "mousemove", strconv.Itoa(px), strconv.Itoa(py), "click", "1")
+	}
+
+	// The menu's rows, as Porthole lays them out, 17 pixels each under
+	// wine: who, a line, one row per tunnel (admins-only, echo), a line,
+	// Open all, Porthole..., Sign out, a line, Quit.
+	mx, my, mh := menu()
+	x("import", "-window", "root", filepath.Join(artifacts(), "tray-wine-menu.png"))
+	click(mx+60, my+37+17) // the second tunnel: echo
+	settings := w.path(`C:\users\` + currentUser() + `\AppData\Roaming\porthole\settings.json`)
+	var port string
+	deadline = time.Now().Add(30 * time.Second)
+	for port == "" {
+		if b, err := os.ReadFile(settings); err == nil {
+			if m := regexp.MustCompile(`"echo":\s*\{[^}]*"localPort":\s*(\d+)`).FindSubmatch(b); m != nil {
+				if c, err := net.DialTimeout("tcp", "127.0.0.1:"+string(m[1]), time.Second); err == nil {
+					c.Close()
+					port = string(m[1])
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("clicking the tunnel in the tray menu did not open it")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	c, err := net.DialTimeout("tcp", "127.0.0.1:"+port, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	c.Write([]byte("clicked open"))
+	c.(*net.TCPConn).CloseWrite()
+	b, _ := io.ReadAll(c)
+	c.Close()
+	if string(b) != "CLICKED OPEN" {
+		t.Fatalf("through the tunnel the tray opened: %q", b)
+	}
+
+	mx, my, mh = menu()
+	click(mx+60, my+mh-54) // Porthole...: the window
+	deadline = time.Now().Add(20 * time.Second)
+	for {
+		if _, _, ww, wh, ok := geometry("Porthole"); ok && ww > 300 && wh > 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the Porthole window did not show")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(time.Second) // let it draw
+	x("import", "-window", "root", filepath.Join(artifacts(), "tray-wine-window.png"))
+	// Out of the way of the tray icon (no window manager here to keep
+	// the tray visible).
+	x("xdotool", "search", "--onlyvisible", "--name", "^Porthole$", "windowmove", "250", "150")
+	time.Sleep(500 * time.Millisecond)
+
+	mx, my, mh = menu()
+	click(mx+40, my+mh-12) // Quit
+	done := make(chan error, 1)
+	go func() { done <- tray.cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		t.Fatal("the tray app did not end after Quit")
+	}
+	if c, err := net.DialTimeout("tcp", "127.0.0.1:"+port, time.Second); err == nil {
+		c.Close()
+		t.Fatal("the tunnel still listens after Quit")
+	}
+	_ = gateway
+}
+
+// xvfb starts a virtual display and returns its name (":N").
+func xvfb(t *testing.T) string {
+	t.Helper()
+	cmd := exec.Command("Xvfb", "-displayfd", "1", "-screen", "0", "1024x700x24", "-nolisten", "tcp")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	line := make(chan string, 1)
+	go func() {
+		var b [16]byte
+		n, _ := stdout.Read(b[:])
+		line <- strings.TrimSpace(string(b[:n]))
+		io.Copy(io.Discard, stdout)
+	}()
+	select {
+	case n := <-line:
+		if n == "" {
+			t.Fatal("Xvfb did not start")
+		}
+		return ":" + n
+	case <-time.After(30 * time.Second):
+		t.Fatal("Xvfb did not report a display within 30 s")
+	}
+	return ""
+}
+
+// artifacts is where screenshots go (scripts/test sets PORTHOLE_ARTIFACTS).
+func artifacts() string {
+	d := os.Getenv("PORTHOLE_ARTIFACTS")
+	if d == "" {
+		d = filepath.Join("..", "artifacts")
+	}
+	d = filepath.Join(d, "screenshots")
+	os.MkdirAll(d, 0o755)
+	return d
+}
+
+func atoi(s string) int {
+	n, _ := strconv.Atoi(s)
+	return n
 }
