@@ -58,10 +58,26 @@ try:
 except p.PortholeError as e:
     print("REFUSED", e)
 print("LIST", sorted(p._conn().list()))
+other = p.tunnel_start("other")
+p.tunnel_stop("other")
+try:
+    socket.create_connection(("127.0.0.1", other), timeout=2)
+    print("STOP FAILED")
+except OSError:
+    print("STOPPED other")
+p.tunnel_start("other")
+print("STOPALL", p.tunnel_stop_all())
+try:
+    socket.create_connection(("127.0.0.1", port), timeout=2)
+    print("STOPALL FAILED")
+except OSError:
+    print("ALL STOPPED")
+port = p.tunnel_start("echo")
 print("PORT", port)
 `)
 		if err != nil || !strings.Contains(out, "ECHO FROM PYTHON") || !strings.Contains(out, `REFUSED no tunnel "nope" that you may use`) ||
-			!strings.Contains(out, "('echo', 'open',") {
+			!strings.Contains(out, "('echo', 'open',") || !strings.Contains(out, "STOPPED other") || !strings.Contains(out, "STOPALL 2") ||
+			!strings.Contains(out, "ALL STOPPED") {
 			t.Fatalf("python: %v\n%s", err, out)
 		}
 		port := regexp.MustCompile(`PORT (\d+)`).FindStringSubmatch(out)[1]
