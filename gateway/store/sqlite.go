@@ -15,11 +15,28 @@ import (
 	sqlite3 "modernc.org/sqlite/lib"
 )
 
-// SQLite is the embedded store: one database file on disk.
+// SQLite is the store on a SQL database: the embedded SQLite file
+// (OpenSQLite) or a PostgreSQL server (OpenPostgres). The queries are the
+// same; sqlDB adapts them to the database's dialect.
 type SQLite struct {
-	db *sql.DB
+	db *sqlDB
 	// clock stamps created_at and updated_at; see SetClock.
 	clock func() time.Time
+}
+
+var sqliteDialect = &dialect{name: "sqlite", migrations: sqliteMigrations,
+	conflict: func(err error) bool {
+		var se *sqlite.Error
+		if errors.As(err, &se) {
+			c := se.Code()
+			return c == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY || c == sqlite3.SQLITE_CONSTRAINT_UNIQUE
+		}
+		return false
+	},
+	missing: func(err error) bool {
+		var se *sqlite.Error
+		return errors.As(err, &se) && se.Code() == sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY
+	},
 }
 
 // OpenSQLite opens (creating if needed) the database at path and brings
@@ -41,8 +58,8 @@ func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	s := &SQLite{db: db, clock: time.Now}
-	if err := migrate(ctx, db, sqliteMigrations); err != nil {
+	s := &SQLite{db: &sqlDB{DB: db, d: sqliteDialect}, clock: time.Now}
+	if err := migrate(ctx, s.db, sqliteMigrations); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
@@ -159,10 +176,10 @@ var sqliteMigrations = []string{
 }
 
 // migrate applies the migrations not yet recorded in schema_migrations.
-func migrate(ctx context.Context, db *sql.DB, migrations []string) error {
+func migrate(ctx context.Context, db *sqlDB, migrations []string) error {
 	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
 		version    INTEGER PRIMARY KEY,
-		applied_at INTEGER NOT NULL)`); err != nil {
+		applied_at BIGINT NOT NULL)`); err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
 	var have int
@@ -173,7 +190,7 @@ func migrate(ctx context.Context, db *sql.DB, migrations []string) error {
 		return fmt.Errorf("migrate: the store's schema is version %d, newer than this gateway knows (%d): upgrade the gateway", have, len(migrations))
 	}
 	for v := have + 1; v <= len(migrations); v++ {
-		err := inTx(ctx, db, func(tx *sql.Tx) error {
+		err := inTx(ctx, db, func(tx *sqlTx) error {
 			if _, err := tx.ExecContext(ctx, migrations[v-1]); err != nil {
 				return err
 			}
@@ -189,8 +206,8 @@ func migrate(ctx context.Context, db *sql.DB, migrations []string) error {
 
 // inTx runs f in a transaction, with the audit events ctx carries (see
 // WithEvents): the change and its record commit together.
-func inTx(ctx context.Context, db *sql.DB, f func(*sql.Tx) error) error {
-	tx, err := db.BeginTx(ctx, nil)
+func inTx(ctx context.Context, db *sqlDB, f func(*sqlTx) error) error {
+	tx, err := db.begin(ctx)
 	if err != nil {
 		return err
 	}
@@ -224,12 +241,11 @@ func mapErr(err error, what string) error {
 	if err == nil {
 		return nil
 	}
-	var se *sqlite.Error
-	if errors.As(err, &se) {
-		switch se.Code() {
-		case sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY, sqlite3.SQLITE_CONSTRAINT_UNIQUE:
+	for _, d := range dialects {
+		switch {
+		case d.conflict(err):
 			return fmt.Errorf("%s: %w", what, ErrConflict)
-		case sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY:
+		case d.missing(err):
 			return fmt.Errorf("%s: %w", what, ErrNotFound)
 		}
 	}
@@ -240,7 +256,7 @@ func mapErr(err error, what string) error {
 // carries commit with it); check, when given, judges its result inside
 // the transaction, so a statement that changed nothing records nothing.
 func (s *SQLite) execTx(ctx context.Context, what string, check func(sql.Result, error, string) error, query string, args ...any) error {
-	return inTx(ctx, s.db, func(tx *sql.Tx) error {
+	return inTx(ctx, s.db, func(tx *sqlTx) error {
 		res, err := tx.ExecContext(ctx, query, args...)
 		if check != nil {
 			return check(res, err, what)
@@ -314,7 +330,7 @@ func (s *SQLite) CreateEnvironment(ctx context.Context, name string) error {
 // DeleteEnvironment implements Store.
 func (s *SQLite) DeleteEnvironment(ctx context.Context, name string) error {
 	what := fmt.Sprintf("delete environment %q", name)
-	return inTx(ctx, s.db, func(tx *sql.Tx) error {
+	return inTx(ctx, s.db, func(tx *sqlTx) error {
 		var n int
 		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM groups WHERE environment = ?`, name).Scan(&n); err != nil {
 			return fmt.Errorf("%s: %w", what, err)
@@ -350,7 +366,7 @@ func (s *SQLite) Groups(ctx context.Context) ([]Group, error) {
 // CreateGroup implements Store.
 func (s *SQLite) CreateGroup(ctx context.Context, name, env string) error {
 	what := fmt.Sprintf("create group %q", name+"@"+env)
-	return inTx(ctx, s.db, func(tx *sql.Tx) error {
+	return inTx(ctx, s.db, func(tx *sqlTx) error {
 		var canonical string
 		err := tx.QueryRowContext(ctx, `SELECT name FROM environments WHERE name = ?`, env).Scan(&canonical)
 		if errors.Is(err, sql.ErrNoRows) {
@@ -455,7 +471,7 @@ func (s *SQLite) User(ctx context.Context, username string) (User, error) {
 	return u, rows.Err()
 }
 
-func setMemberships(ctx context.Context, tx *sql.Tx, username string, groups []GroupRef) error {
+func setMemberships(ctx context.Context, tx *sqlTx, username string, groups []GroupRef) error {
 	if _, err := tx.ExecContext(ctx, `DELETE FROM memberships WHERE username = ?`, username); err != nil {
 		return err
 	}
@@ -478,7 +494,7 @@ func setMemberships(ctx context.Context, tx *sql.Tx, username string, groups []G
 // CreateUser implements Store.
 func (s *SQLite) CreateUser(ctx context.Context, u User) error {
 	what := fmt.Sprintf("create user %q", u.Username)
-	return inTx(ctx, s.db, func(tx *sql.Tx) error {
+	return inTx(ctx, s.db, func(tx *sqlTx) error {
 		t := s.now()
 		if _, err := tx.ExecContext(ctx, `INSERT INTO users(username, password_hash, disabled, created_at, updated_at, source, directory_groups, totp_secret) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
 			u.Username, u.PasswordHash, boolInt(u.Disabled), t, t, u.Source, strings.Join(u.DirectoryGroups, "\n"), u.TOTPSecret); err != nil {
@@ -494,7 +510,7 @@ func (s *SQLite) CreateUser(ctx context.Context, u User) error {
 // UpdateUser implements Store.
 func (s *SQLite) UpdateUser(ctx context.Context, u User) error {
 	what := fmt.Sprintf("update user %q", u.Username)
-	return inTx(ctx, s.db, func(tx *sql.Tx) error {
+	return inTx(ctx, s.db, func(tx *sqlTx) error {
 		// A new second-factor secret starts its replay counter afresh.
 		res, err := tx.ExecContext(ctx, `UPDATE users SET password_hash = ?, disabled = ?, updated_at = ?, source = ?, directory_groups = ?,
 			totp_step = CASE WHEN totp_secret = ? THEN totp_step ELSE 0 END, totp_secret = ? WHERE username = ?`,
@@ -576,7 +592,7 @@ func (s *SQLite) DeleteTunnel(ctx context.Context, context string) error {
 
 // PutTunnels implements Store.
 func (s *SQLite) PutTunnels(ctx context.Context, ts []Tunnel, events []Event) error {
-	return inTx(ctx, s.db, func(tx *sql.Tx) error {
+	return inTx(ctx, s.db, func(tx *sqlTx) error {
 		if err := appendEvents(ctx, tx, events); err != nil {
 			return err
 		}
@@ -681,7 +697,7 @@ func (s *SQLite) RevokeSession(ctx context.Context, id string, at time.Time) err
 // RevokeUserSessions implements Store.
 func (s *SQLite) RevokeUserSessions(ctx context.Context, username, except string, at time.Time) ([]string, error) {
 	var ids []string
-	err := inTx(ctx, s.db, func(tx *sql.Tx) error {
+	err := inTx(ctx, s.db, func(tx *sqlTx) error {
 		rows, err := tx.QueryContext(ctx, `SELECT id FROM sessions WHERE username = ? AND revoked_at = 0 AND id <> ?`, username, except)
 		if err != nil {
 			return err
@@ -719,20 +735,21 @@ func (s *SQLite) AppendEvent(ctx context.Context, e Event) (int64, error) {
 	if details == "" {
 		details = "{}"
 	}
-	res, err := s.db.ExecContext(ctx, `INSERT INTO audit(time, actor, kind, target, outcome, details) VALUES (?, ?, ?, ?, ?, ?)`,
-		fromTime(e.Time), e.Actor, e.Kind, e.Target, e.Outcome, details)
+	var id int64
+	err := s.db.QueryRowContext(ctx, `INSERT INTO audit(time, actor, kind, target, outcome, details) VALUES (?, ?, ?, ?, ?, ?) RETURNING id`,
+		fromTime(e.Time), e.Actor, e.Kind, e.Target, e.Outcome, details).Scan(&id)
 	if err != nil {
 		return 0, mapErr(err, "append audit event")
 	}
-	return res.LastInsertId()
+	return id, nil
 }
 
 // AppendEvents implements Store.
 func (s *SQLite) AppendEvents(ctx context.Context, events []Event) error {
-	return inTx(ctx, s.db, func(tx *sql.Tx) error { return appendEvents(ctx, tx, events) })
+	return inTx(ctx, s.db, func(tx *sqlTx) error { return appendEvents(ctx, tx, events) })
 }
 
-func appendEvents(ctx context.Context, tx *sql.Tx, events []Event) error {
+func appendEvents(ctx context.Context, tx *sqlTx, events []Event) error {
 	if len(events) == 0 {
 		return nil
 	}
@@ -756,7 +773,7 @@ func appendEvents(ctx context.Context, tx *sql.Tx, events []Event) error {
 // PruneEvents implements Store.
 func (s *SQLite) PruneEvents(ctx context.Context, before time.Time, keep int) (int64, error) {
 	var n int64
-	err := inTx(ctx, s.db, func(tx *sql.Tx) error {
+	err := inTx(ctx, s.db, func(tx *sqlTx) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM audit WHERE time < ?`, fromTime(before))
 		if err != nil {
 			return err
