@@ -112,4 +112,9 @@ func (s *Server) changed(ctx context.Context) {
 	if err := s.st.SetSetting(wctx, settingGeneration, randomID(8)); err != nil {
 		s.log.Error("record a change for other gateways", "err", err)
 	}
+	if feed, ok := s.st.(store.ChangeFeed); ok {
+		if err := feed.Announce(wctx); err != nil {
+			s.log.Warn("announce a change to other gateways (they see it within the poll period)", "err", err)
+		}
+	}
 }

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/porthole/porthole/gateway/store"
 	"github.com/porthole/porthole/internal/jsonpos"
 	"github.com/porthole/porthole/internal/winsvc"
 )
@@ -30,8 +31,13 @@ type Config struct {
 	// DataDir holds the embedded store; "" means DefaultDataDir().
 	DataDir string `json:"dataDir,omitempty"`
 	// Store is the store DSN: "" or "sqlite:PATH" for the embedded SQLite
-	// store ("" puts it in DataDir/porthole.db).
+	// store ("" puts it in DataDir/porthole.db), or
+	// "postgres://USER@HOST:5432/DB" for PostgreSQL, which several
+	// gateways share.
 	Store string `json:"store,omitempty"`
+	// StorePasswordFile holds the PostgreSQL password when the DSN has
+	// none; "" means $PGPASSWORD (or none).
+	StorePasswordFile string `json:"storePasswordFile,omitempty"`
 	// TicketLifetime is how long a ticket is valid; 0 means 24h.
 	TicketLifetime Duration `json:"ticketLifetime,omitempty"`
 	// SocketBufferSize sets SO_RCVBUF and SO_SNDBUF on target connections,
@@ -157,8 +163,11 @@ func (c *Config) CheckAndSetDefaults() error {
 	if c.SocketBufferSize < 0 {
 		return fmt.Errorf("config: socketBufferSize %d is negative", c.SocketBufferSize)
 	}
-	if c.Store != "" && !strings.HasPrefix(c.Store, "sqlite:") {
-		return fmt.Errorf("config: store %q: only sqlite:PATH is supported", c.Store)
+	if c.Store != "" && !strings.HasPrefix(c.Store, "sqlite:") && !c.IsPostgres() {
+		return fmt.Errorf("config: store %q: write sqlite:PATH or postgres://USER@HOST:5432/DATABASE", c.Store)
+	}
+	if c.StorePasswordFile != "" && !c.IsPostgres() {
+		return errors.New("config: storePasswordFile is for a postgres:// store")
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -288,6 +297,20 @@ type KerberosConfig struct {
 	// ServicePrincipal is the principal tickets must be for, such as
 	// "HTTP/porthole.corp.example"; "" accepts any principal in the keytab.
 	ServicePrincipal string `json:"servicePrincipal,omitempty"`
+}
+
+// IsPostgres says whether the store is a PostgreSQL server.
+func (c *Config) IsPostgres() bool {
+	return strings.HasPrefix(c.Store, "postgres://") || strings.HasPrefix(c.Store, "postgresql://")
+}
+
+// StoreName is the store for messages: the SQLite file, or the
+// PostgreSQL DSN without its password.
+func (c *Config) StoreName() string {
+	if c.IsPostgres() {
+		return store.Redact(c.Store)
+	}
+	return c.StorePath()
 }
 
 // StorePath is the SQLite file the config names.

@@ -45,7 +45,7 @@ const (
 
 // recheckPeriod is how often live tunnels are checked against the store,
 // for changes this process did not make itself.
-const recheckPeriod = 3 * time.Second
+var recheckPeriod = 3 * time.Second
 
 // auditPrunePeriod is how often audit events past the retention limits
 // are deleted (and once at start).
@@ -164,7 +164,12 @@ func New(ctx context.Context, cfg Config, st store.Store) (*Server, error) {
 		s.dial = s.deny.dialer(30 * time.Second)
 	}
 	if st == nil {
-		sq, err := store.OpenSQLite(ctx, cfg.StorePath())
+		var sq *store.SQLite
+		if cfg.IsPostgres() {
+			sq, err = store.OpenPostgres(ctx, cfg.Store, cfg.StorePasswordFile)
+		} else {
+			sq, err = store.OpenSQLite(ctx, cfg.StorePath())
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -302,7 +307,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	if s.tlsConfig != nil {
 		scheme = "https"
 	}
-	s.log.Info("porthole gateway listening", "addr", ln.Addr().String(), "url", scheme+"://"+displayAddr(ln.Addr()), "store", s.cfg.StorePath())
+	s.log.Info("porthole gateway listening", "addr", ln.Addr().String(), "url", scheme+"://"+displayAddr(ln.Addr()), "store", s.cfg.StoreName())
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	// Changes made elsewhere (another gateway on the same store, an
@@ -312,6 +317,16 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	defer func() { stopRecheck(); bg.Wait() }()
 	if s.certs != nil {
 		bg.Go(func() { s.certs.watch(rctx) })
+	}
+	if feed, ok := s.st.(store.ChangeFeed); ok && s.cfg.IsPostgres() {
+		// Changes other gateways announce reach live tunnels at once; the
+		// poll below stays as the safety net.
+		bg.Go(func() {
+			feed.Follow(rctx, func() {
+				s.cache.Invalidate()
+				s.recheckLive(rctx, nil)
+			})
+		})
 	}
 	if s.dir != nil {
 		// Signed-in directory users are read again: a disabled account or

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
 )
@@ -113,7 +114,7 @@ const migrationLock = 0x706f7274686f6c65 // "porthole"
 func OpenPostgres(ctx context.Context, dsn, passwordFile string) (*SQLite, error) {
 	u, err := url.Parse(dsn)
 	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
-		return nil, fmt.Errorf("store %s: write it as postgres://USER@HOST:5432/DATABASE", redact(dsn))
+		return nil, fmt.Errorf("store %s: write it as postgres://USER@HOST:5432/DATABASE", Redact(dsn))
 	}
 	if passwordFile != "" {
 		b, err := os.ReadFile(passwordFile)
@@ -125,7 +126,7 @@ func OpenPostgres(ctx context.Context, dsn, passwordFile string) (*SQLite, error
 	}
 	db, err := sql.Open("pgx", dsn)
 	if err != nil {
-		return nil, fmt.Errorf("open store %s: %w", redact(dsn), err)
+		return nil, fmt.Errorf("open store %s: %w", Redact(dsn), err)
 	}
 	db.SetMaxOpenConns(20)
 	db.SetConnMaxIdleTime(5 * time.Minute)
@@ -133,29 +134,29 @@ func OpenPostgres(ctx context.Context, dsn, passwordFile string) (*SQLite, error
 	defer cancel()
 	if err := db.PingContext(pctx); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("open store %s: %w", redact(dsn), err)
+		return nil, fmt.Errorf("open store %s: %w", Redact(dsn), err)
 	}
-	s := &SQLite{db: &sqlDB{DB: db, d: postgresDialect}, clock: time.Now}
+	s := &SQLite{db: &sqlDB{DB: db, d: postgresDialect}, clock: time.Now, dsn: dsn}
 	conn, err := db.Conn(ctx)
 	if err != nil {
 		db.Close()
-		return nil, fmt.Errorf("open store %s: %w", redact(dsn), err)
+		return nil, fmt.Errorf("open store %s: %w", Redact(dsn), err)
 	}
 	defer conn.Close()
 	if _, err := conn.ExecContext(ctx, `SELECT pg_advisory_lock($1)`, int64(migrationLock)); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("open store %s: %w", redact(dsn), err)
+		return nil, fmt.Errorf("open store %s: %w", Redact(dsn), err)
 	}
 	defer conn.ExecContext(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, int64(migrationLock))
 	if err := migrate(ctx, s.db, postgresMigrations); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("open store %s: %w", redact(dsn), err)
+		return nil, fmt.Errorf("open store %s: %w", Redact(dsn), err)
 	}
 	return s, nil
 }
 
-// redact hides a DSN's password in messages.
-func redact(dsn string) string {
+// Redact hides a DSN's password in messages.
+func Redact(dsn string) string {
 	u, err := url.Parse(dsn)
 	if err != nil || u.User == nil {
 		return dsn
@@ -164,4 +165,62 @@ func redact(dsn string) string {
 		u.User = url.UserPassword(u.User.Username(), "xxxxx")
 	}
 	return u.String()
+}
+
+// changeChannel is the LISTEN/NOTIFY channel of changes to access.
+const changeChannel = "porthole_changes"
+
+// Announce implements ChangeFeed: every gateway following the store
+// hears it at once.
+func (s *SQLite) Announce(ctx context.Context) error {
+	if s.dsn == "" {
+		return nil
+	}
+	_, err := s.db.ExecContext(ctx, `SELECT pg_notify('`+changeChannel+`', '')`)
+	return err
+}
+
+// Follow implements ChangeFeed: it calls f for every announcement, on a
+// connection of its own, until ctx is done. After a lost connection it
+// reconnects (waiting a second between attempts) and calls f once, for
+// what it may have missed (NOTIFY is not replayed).
+func (s *SQLite) Follow(ctx context.Context, f func()) error {
+	if s.dsn == "" {
+		<-ctx.Done()
+		return nil
+	}
+	first := true
+	for ctx.Err() == nil {
+		err := s.follow(ctx, f, !first)
+		first = false
+		if ctx.Err() != nil {
+			return nil
+		}
+		_ = err
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+	return nil
+}
+
+func (s *SQLite) follow(ctx context.Context, f func(), missed bool) error {
+	conn, err := pgx.Connect(ctx, s.dsn)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	if _, err := conn.Exec(ctx, "LISTEN "+changeChannel); err != nil {
+		return err
+	}
+	if missed {
+		f()
+	}
+	for {
+		if _, err := conn.WaitForNotification(ctx); err != nil {
+			return err
+		}
+		f()
+	}
 }

@@ -22,6 +22,8 @@ type SQLite struct {
 	db *sqlDB
 	// clock stamps created_at and updated_at; see SetClock.
 	clock func() time.Time
+	// dsn is the PostgreSQL server's, for LISTEN; "" for SQLite.
+	dsn string
 }
 
 var sqliteDialect = &dialect{name: "sqlite", migrations: sqliteMigrations,

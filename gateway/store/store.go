@@ -192,6 +192,18 @@ type Store interface {
 	Close() error
 }
 
+// ChangeFeed is what a store that several gateways share adds: a change
+// one gateway announces reaches the others at once (SQLite's gateways,
+// on one host, poll instead).
+type ChangeFeed interface {
+	// Announce tells every gateway following the store that access
+	// changed.
+	Announce(ctx context.Context) error
+	// Follow calls f for each announcement until ctx is done, and once
+	// after a lost connection is restored.
+	Follow(ctx context.Context, f func()) error
+}
+
 // eventsKey carries the audit events of a change in a context.
 type eventsKey struct{}
 

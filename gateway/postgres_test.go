@@ -1,0 +1,91 @@
+package gateway
+
+import (
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/porthole/porthole/wire"
+)
+
+// postgresStore makes a schema of its own on the PostgreSQL server
+// scripts/test starts and returns the store DSN for it.
+func postgresStore(t *testing.T) string {
+	t.Helper()
+	addr := os.Getenv("PORTHOLE_TEST_POSTGRES")
+	if addr == "" {
+		if os.Getenv("PORTHOLE_REQUIRE_DB") != "" {
+			t.Fatal("PORTHOLE_TEST_POSTGRES is not set although scripts/test should have started PostgreSQL")
+		}
+		t.Skip("PORTHOLE_TEST_POSTGRES is not set: run scripts/test, which starts PostgreSQL")
+	}
+	dsn := fmt.Sprintf("postgres://%s:%s@%s/%s?sslmode=disable", os.Getenv("PORTHOLE_TEST_DB_USER"), os.Getenv("PORTHOLE_TEST_DB_PASSWORD"),
+		addr, os.Getenv("PORTHOLE_TEST_DB_NAME"))
+	b := make([]byte, 6)
+	rand.Read(b)
+	schema := "g_" + hex.EncodeToString(b)
+	admin, err := sql.Open("pgx", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.Exec("CREATE SCHEMA " + schema); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		admin.Exec("DROP SCHEMA " + schema + " CASCADE")
+		admin.Close()
+	})
+	return dsn + "&search_path=" + schema
+}
+
+// TestGatewaysSharePostgres: two gateways on one PostgreSQL. A sign-in on
+// one works on the other, a tunnel made on one opens on the other, and a
+// revocation on one closes the tunnel live on the other through the
+// change feed (LISTEN/NOTIFY: the poll is turned off here).
+func TestGatewaysSharePostgres(t *testing.T) {
+	dsn := postgresStore(t)
+	defer func(p time.Duration) { recheckPeriod = p }(recheckPeriod)
+	recheckPeriod = time.Hour // only the change feed can deliver changes
+	a := startGateway(t, func(c *Config) { c.Store = dsn })
+	b := startGateway(t, func(c *Config) { c.Store = dsn })
+	admin := a.admin()
+	b.mustCall(200, "GET", "/api/v1/me", admin, nil)
+
+	a.addUser(admin, "alice", "dba@Prod")
+	a.mustCall(201, "POST", "/api/v1/admin/tunnels", admin, TunnelSpec{Context: "db", SocketAddress: echoServer(t), UserGroups: "dba@Prod"})
+	alice := b.login("alice", "alice-password")
+	c := b.openStream("db", alice)
+	c.Write([]byte("across gateways"))
+	buf := make([]byte, len("across gateways"))
+	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "ACROSS GATEWAYS" {
+		t.Fatalf("through gateway b: %q %v", buf, err)
+	}
+	errc := make(chan error, 1)
+	go func() { _, err := io.Copy(io.Discard, c); errc <- err }()
+
+	start := time.Now()
+	a.mustCall(200, "PUT", "/api/v1/admin/users/alice", admin, map[string]bool{"disabled": true})
+	select {
+	case err := <-errc:
+		var ce *wire.CloseError
+		if !errors.As(err, &ce) || ce.Code != wire.CloseUnauthorized {
+			t.Fatalf("the tunnel on b ended with %v, want the revocation", err)
+		}
+		t.Logf("revocation on a closed the tunnel on b after %s", time.Since(start).Round(time.Millisecond))
+	case <-time.After(10 * time.Second):
+		t.Fatal("a revocation on gateway a did not reach the live tunnel on gateway b")
+	}
+	if status, _, _ := b.call("GET", "/api/v1/tunnels", alice, nil); status != 401 {
+		t.Fatalf("alice's ticket on b after she was disabled on a: %d", status)
+	}
+	if !strings.Contains(b.cfg.StoreName(), "postgres://") || strings.Contains(b.cfg.StoreName(), os.Getenv("PORTHOLE_TEST_DB_PASSWORD")) {
+		t.Fatalf("store name %q", b.cfg.StoreName())
+	}
+}
