@@ -20,6 +20,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/porthole/porthole/gateway/acl"
+	"github.com/porthole/porthole/gateway/store"
 )
 
 // ErrUsage marks a command line that could not be understood; main exits
@@ -44,6 +45,8 @@ const gatewayUsage = `porthole-gateway: the Porthole gateway
   porthole-gateway tunnel list | tunnel rm CONTEXT
   porthole-gateway import FILE [--dry-run]   (the webSocketsProxy JSON; "-" reads stdin)
   porthole-gateway export          (writes it to stdout)
+  porthole-gateway migrate --to postgres://USER@HOST/DB [--to-password-file FILE]
+                                   (copies this gateway's SQLite store into an empty PostgreSQL database)
 
 Every command takes --config FILE and --data DIR. With no flags, serve
 listens on :8080 and keeps its SQLite store in the default data folder.
@@ -76,6 +79,8 @@ func Run(ctx context.Context, args []string, io IO) error {
 		return runAdmin(ctx, "import", "", rest, io)
 	case "export":
 		return runAdmin(ctx, "export", "", rest, io)
+	case "migrate":
+		return runMigrate(ctx, rest, io)
 	case "help", "-h", "--help":
 		fmt.Fprint(io.Stdout, gatewayUsage)
 		return nil
@@ -510,4 +515,52 @@ func createDefault(path, content string) error {
 	defer f.Close()
 	_, err = f.WriteString(content)
 	return err
+}
+
+// runMigrate copies the configured SQLite store into an empty PostgreSQL
+// database, completely (ticket key, users, tunnels, sessions, audit), in
+// one transaction. Stop the gateways using the SQLite store first; then
+// point them at the new store ("store": "postgres://...").
+func runMigrate(ctx context.Context, args []string, io IO) error {
+	var cf commonFlags
+	fs := newFlagSet("migrate", io, &cf)
+	to := fs.String("to", "", "the PostgreSQL store: postgres://USER@HOST:5432/DATABASE")
+	pwFile := fs.String("to-password-file", "", "file with the PostgreSQL password (else $PGPASSWORD)")
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 || *to == "" {
+		return fmt.Errorf("%w: migrate takes --to postgres://USER@HOST:5432/DATABASE", ErrUsage)
+	}
+	cfg, err := cf.load(io)
+	if err != nil {
+		return err
+	}
+	if cfg.IsPostgres() {
+		return fmt.Errorf("migrate: the configured store is already PostgreSQL (%s)", cfg.StoreName())
+	}
+	if _, err := os.Stat(cfg.StorePath()); err != nil {
+		return fmt.Errorf("migrate: no SQLite store at %s: %w", cfg.StorePath(), err)
+	}
+	src, err := store.OpenSQLite(ctx, cfg.StorePath())
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	dst, err := store.OpenPostgres(ctx, *to, *pwFile)
+	if err != nil {
+		return err
+	}
+	defer dst.Close()
+	counts, err := store.Copy(ctx, src, dst)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(io.Stdout, "copied %s into %s:\n", cfg.StorePath(), store.Redact(*to))
+	for _, t := range []string{"environments", "groups", "users", "memberships", "tunnels", "sessions", "audit", "settings"} {
+		fmt.Fprintf(io.Stdout, "  %-12s %d\n", t, counts[t])
+	}
+	fmt.Fprintf(io.Stdout, "Point the gateways at it with \"store\": %q (signed-in users stay signed in).\n", store.Redact(*to))
+	return nil
 }

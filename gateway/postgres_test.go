@@ -1,9 +1,11 @@
 package gateway
 
 import (
+	"bytes"
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -87,5 +89,47 @@ func TestGatewaysSharePostgres(t *testing.T) {
 	}
 	if !strings.Contains(b.cfg.StoreName(), "postgres://") || strings.Contains(b.cfg.StoreName(), os.Getenv("PORTHOLE_TEST_DB_PASSWORD")) {
 		t.Fatalf("store name %q", b.cfg.StoreName())
+	}
+}
+
+// TestMigrateToPostgres fills a SQLite store through a gateway, copies it
+// with porthole-gateway migrate, and starts a gateway on the copy: the
+// old ticket still works, passwords, tunnels, memberships and the audit
+// log came along, and a second copy into the same database is refused.
+func TestMigrateToPostgres(t *testing.T) {
+	dsn := postgresStore(t)
+	data := t.TempDir()
+	g := startGateway(t, func(c *Config) { c.DataDir = data })
+	admin := g.admin()
+	g.addUser(admin, "alice", "dba@Prod")
+	g.mustCall(201, "POST", "/api/v1/admin/tunnels", admin, TunnelSpec{Context: "db", SocketAddress: echoServer(t), UserGroups: "dba@Prod", LocalPort: 13306})
+	aliceTicket := g.login("alice", "alice-password")
+	var before []AuditEvent
+	json.Unmarshal(g.mustCall(200, "GET", "/api/v1/admin/audit?limit=1000", admin, nil), &before)
+	g.Close()
+
+	var out, errOut bytes.Buffer
+	if err := Run(t.Context(), []string{"migrate", "--data", data, "--to", dsn}, IO{Stdout: &out, Stderr: &errOut}); err != nil {
+		t.Fatalf("migrate: %v %s", err, errOut.String())
+	}
+	if !strings.Contains(out.String(), "users        2") || !strings.Contains(out.String(), "tunnels      1") || strings.Contains(out.String(), os.Getenv("PORTHOLE_TEST_DB_PASSWORD")) {
+		t.Fatalf("migrate said:\n%s", out.String())
+	}
+	p := startGateway(t, func(c *Config) { c.Store = dsn })
+	p.mustCall(200, "GET", "/api/v1/me", aliceTicket, nil) // the ticket key came along
+	p.login("alice", "alice-password")
+	var tunnels []UserTunnel
+	json.Unmarshal(p.mustCall(200, "GET", "/api/v1/tunnels", aliceTicket, nil), &tunnels)
+	if len(tunnels) != 1 || tunnels[0].Context != "db" || tunnels[0].LocalPort != 13306 {
+		t.Fatalf("tunnels on the copy: %+v", tunnels)
+	}
+	var after []AuditEvent
+	json.Unmarshal(p.mustCall(200, "GET", "/api/v1/admin/audit?limit=1000", admin, nil), &after)
+	if len(after) < len(before) || len(before) == 0 {
+		t.Fatalf("audit: %d events before, %d on the copy", len(before), len(after))
+	}
+	err := Run(t.Context(), []string{"migrate", "--data", data, "--to", dsn}, IO{Stdout: &out, Stderr: &errOut})
+	if err == nil || !strings.Contains(err.Error(), "already holds a Porthole store") {
+		t.Fatalf("a second migrate into the same database: %v", err)
 	}
 }
