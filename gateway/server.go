@@ -853,8 +853,16 @@ func (b *deadlineBody) Read(p []byte) (int, error) {
 }
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) error {
-	if _, err := s.st.Setting(r.Context(), settingTicketKey); err != nil {
-		return &Error{Status: http.StatusServiceUnavailable, Msg: "the store is not answering", Err: err}
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if _, err := s.st.Setting(ctx, settingTicketKey); err != nil {
+		// Degraded: live tunnels keep flowing, but sign-ins and new
+		// tunnels need the store. 503 takes the gateway out of a load
+		// balancer's rotation until the store answers again.
+		s.log.Warn("health check: the store is not answering", "store", s.cfg.StoreName(), "err", err)
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "degraded",
+			"reason": "the store (" + s.cfg.StoreName() + ") is not answering; live tunnels keep flowing"})
+		return nil
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	return nil

@@ -1,0 +1,196 @@
+package e2e
+
+import (
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/porthole/porthole/internal/gwtest"
+)
+
+// haStore makes a schema of its own on the PostgreSQL server scripts/test
+// starts and returns the store DSN for it.
+func haStore(t *testing.T) string {
+	t.Helper()
+	addr, user, password, db := dbEnv(t, "PORTHOLE_TEST_POSTGRES")
+	dsn := fmt.Sprintf("postgres://%s:%s@%s/%s?sslmode=disable", user, password, addr, db)
+	b := make([]byte, 6)
+	rand.Read(b)
+	schema := "ha_" + hex.EncodeToString(b)
+	admin, err := sql.Open("pgx", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.Exec("CREATE SCHEMA " + schema); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { admin.Exec("DROP SCHEMA " + schema + " CASCADE"); admin.Close() })
+	return dsn + "&search_path=" + schema
+}
+
+// startGatewayOn runs a porthole-gateway process on the given store.
+func startGatewayOn(t *testing.T, name, store string) *gatewayProc {
+	t.Helper()
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "gateway.json")
+	b, _ := json.Marshal(map[string]string{"listen": "127.0.0.1:0", "store": store, "dataDir": dir})
+	os.WriteFile(cfg, b, 0o600)
+	cmd := exec.Command(filepath.Join(binaries(t), "porthole-gateway"), "serve", "--config", cfg)
+	cmd.Env = append(os.Environ(), "PORTHOLE_ADMIN_PASSWORD=admin-password")
+	pr, pw := io.Pipe()
+	cmd.Stdout, cmd.Stderr = pw, pw
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	g := &gatewayProc{data: dir, cmd: cmd, out: watch(t, name, pr)}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Signal(syscall.SIGTERM)
+			cmd.Wait()
+		}
+		pw.Close()
+		if t.Failed() {
+			t.Logf("%s output:\n%s", name, g.out.text())
+		}
+	})
+	addr := g.out.wait(t, regexp.MustCompile(`porthole gateway listening"? addr=(\S+)`), 30*time.Second)
+	g.url = "http://" + addr
+	return g
+}
+
+// startHAProxy balances HTTP and WebSocket over the gateways, checking
+// each one's /healthz. It picks a port and tries another if it is taken.
+func startHAProxy(t *testing.T, backends []string) string {
+	t.Helper()
+	for attempt := 0; attempt < 5; attempt++ {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		var servers strings.Builder
+		for i, b := range backends {
+			fmt.Fprintf(&servers, "  server g%d %s check\n", i+1, strings.TrimPrefix(b, "http://"))
+		}
+		cfg := filepath.Join(t.TempDir(), "haproxy.cfg")
+		os.WriteFile(cfg, []byte(`global
+  maxconn 2000
+defaults
+  mode http
+  timeout connect 2s
+  timeout client 1h
+  timeout server 1h
+  # WebSocket tunnels live long: idle ones are kept alive by Porthole's pings.
+  timeout tunnel 1h
+  option redispatch
+  retries 3
+frontend porthole
+  bind `+addr+`
+  default_backend gateways
+backend gateways
+  balance roundrobin
+  option httpchk GET /healthz
+  default-server inter 300ms fall 2 rise 2
+`+servers.String()), 0o600)
+		cmd := exec.Command("haproxy", "-db", "-f", cfg)
+		var out strings.Builder
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for time.Now().Before(deadline) {
+			if c, err := net.Dial("tcp", addr); err == nil {
+				c.Close()
+				t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+				return "http://" + addr
+			}
+			if cmd.ProcessState != nil {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Logf("haproxy on %s did not start (attempt %d): %s", addr, attempt+1, out.String())
+	}
+	t.Fatal("haproxy did not start")
+	return ""
+}
+
+// TestThreeGatewaysBehindHAProxy: three gateway processes on one
+// PostgreSQL behind HAProxy (all real). Sign-in and tunnels go through the
+// balancer and reach every gateway; a change made on one is seen on all;
+// after kill -9 of one gateway new connections go through the others and
+// the store has lost nothing.
+func TestThreeGatewaysBehindHAProxy(t *testing.T) {
+	if _, err := exec.LookPath("haproxy"); err != nil {
+		t.Fatal("haproxy is missing (Debian's haproxy): scripts/test installs it")
+	}
+	store := haStore(t)
+	gws := []*gatewayProc{startGatewayOn(t, "g1", store), startGatewayOn(t, "g2", store), startGatewayOn(t, "g3", store)}
+	lb := startHAProxy(t, []string{gws[0].url, gws[1].url, gws[2].url})
+	lbg := &gatewayProc{url: lb}
+
+	admin := loginAPI(t, lbg, "admin", "admin-password")
+	if status, b := apiCall(t, lbg, "POST", "/api/v1/admin/tunnels", admin, map[string]any{"context": "echo", "socketAddress": gwtest.UpperAfterEOF(t)}); status != 201 {
+		t.Fatalf("create a tunnel through the balancer: %d %s", status, b)
+	}
+	// Made through one gateway, seen on every one.
+	for i, g := range gws {
+		status, b := apiCall(t, g, "GET", "/api/v1/tunnels", admin, nil)
+		if status != 200 || !strings.Contains(string(b), `"echo"`) {
+			t.Fatalf("gateway g%d: %d %s", i+1, status, b)
+		}
+	}
+
+	c := newClient(t)
+	c.login(t, lbg, "admin", "admin-password")
+	o := c.open(t, "echo:0")
+	addr := o.addrs["echo"]
+	for i := range 9 {
+		msg := fmt.Sprintf("round %d", i)
+		if got := roundTrip(t, addr, msg); got != strings.ToUpper(msg) {
+			t.Fatalf("%s through the balancer: %q", msg, got)
+		}
+	}
+	for i, g := range gws {
+		if !strings.Contains(g.out.text(), "tunnel opened") {
+			t.Fatalf("gateway g%d carried no tunnel: the balancer did not spread them", i+1)
+		}
+	}
+
+	// kill -9 one gateway: new connections go through the other two.
+	gws[1].cmd.Process.Kill()
+	gws[1].cmd.Wait()
+	for i := range 12 {
+		msg := fmt.Sprintf("after the kill %d", i)
+		if got := roundTrip(t, addr, msg); got != strings.ToUpper(msg) {
+			t.Fatalf("%s: %q", msg, got)
+		}
+	}
+	// A sign-in and a change still work, and the store kept everything.
+	other := loginAPI(t, lbg, "admin", "admin-password")
+	status, b := apiCall(t, lbg, "GET", "/api/v1/admin/audit?kind=tunnel.close&limit=1000", other, nil)
+	var closes []map[string]any
+	json.Unmarshal(b, &closes)
+	if status != 200 || len(closes) < 21 {
+		t.Fatalf("tunnel closes in the audit log: %d %d, want at least 21 (every round trip)", status, len(closes))
+	}
+	o.interrupt(t)
+}
