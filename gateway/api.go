@@ -181,7 +181,7 @@ func (s *Server) startSession(ctx context.Context, u store.User, addr, how strin
 // issue signs a ticket for p's session.
 func (s *Server) issue(p *principal, expires time.Time) LoginResponse {
 	now := s.cfg.Now()
-	tok := s.signer.Sign(ticketClaims(p.user.Username, p.session, now, expires))
+	tok := s.signer.Load().Sign(ticketClaims(p.user.Username, p.session, now, expires))
 	return LoginResponse{Ticket: tok, ExpiresAt: expires.UTC().Truncate(time.Second), User: p.user.Username, Groups: p.groupNames(), Admin: p.admin}
 }
 

@@ -45,6 +45,7 @@ const gatewayUsage = `porthole-gateway: the Porthole gateway
   porthole-gateway tunnel list | tunnel rm CONTEXT
   porthole-gateway import FILE [--dry-run]   (the webSocketsProxy JSON; "-" reads stdin)
   porthole-gateway export          (writes it to stdout)
+  porthole-gateway rotate-key      (a new ticket signing key; no one is signed out)
   porthole-gateway migrate --to postgres://USER@HOST/DB [--to-password-file FILE]
                                    (copies this gateway's SQLite store into an empty PostgreSQL database)
 
@@ -81,6 +82,8 @@ func Run(ctx context.Context, args []string, io IO) error {
 		return runAdmin(ctx, "export", "", rest, io)
 	case "migrate":
 		return runMigrate(ctx, rest, io)
+	case "rotate-key":
+		return runAdmin(ctx, "rotate-key", "", rest, io)
 	case "help", "-h", "--help":
 		fmt.Fprint(io.Stdout, gatewayUsage)
 		return nil
@@ -290,6 +293,14 @@ func runAdmin(ctx context.Context, noun, verb string, args []string, io IO) erro
 		if generated {
 			fmt.Fprintf(out, "password: %s\n", pw)
 		}
+	case "rotate-key ":
+		if err := need(0, "no arguments"); err != nil {
+			return err
+		}
+		if err := s.RotateTicketKey(ctx, actor); err != nil {
+			return err
+		}
+		fmt.Fprintln(out, "new ticket signing key: new tickets use it; tickets and API tokens signed before stay valid until they expire")
 	case "user totp":
 		if err := need(1, "a user name"); err != nil {
 			return err

@@ -132,7 +132,7 @@ func redirect(w http.ResponseWriter, r *http.Request, path, flash string) {
 
 // csrfToken is bound to the session: HMAC of its id under the ticket key.
 func (s *Server) csrfToken(session string) string {
-	m := hmac.New(sha256.New, s.signer.Key())
+	m := hmac.New(sha256.New, s.signer.Load().Key())
 	m.Write([]byte("csrf:" + session))
 	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }

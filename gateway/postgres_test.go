@@ -133,3 +133,31 @@ func TestMigrateToPostgres(t *testing.T) {
 		t.Fatalf("a second migrate into the same database: %v", err)
 	}
 }
+
+// TestRotateTicketKey: a rotation on one gateway signs new tickets with
+// the new key on every gateway, and the tickets and tokens made before
+// stay valid.
+func TestRotateTicketKey(t *testing.T) {
+	dsn := postgresStore(t)
+	a := startGateway(t, func(c *Config) { c.Store = dsn })
+	b := startGateway(t, func(c *Config) { c.Store = dsn })
+	before := a.admin()
+	oldSigner := a.signer.Load()
+	if err := a.RotateTicketKey(t.Context(), "test"); err != nil {
+		t.Fatal(err)
+	}
+	after := a.admin()
+	if _, err := oldSigner.Verify(after, time.Now()); err == nil {
+		t.Fatal("a ticket made after the rotation verifies with the old key alone: not rotated")
+	}
+	for name, g := range map[string]*testGW{"a": a, "b": b} {
+		waitFor(t, 10*time.Second, "gateway "+name+" to take the new key", func() bool {
+			status, _, _ := g.call("GET", "/api/v1/me", after, nil)
+			return status == 200
+		})
+		g.mustCall(200, "GET", "/api/v1/me", before, nil) // no one signed out
+	}
+	if n := a.auditedCount("ticket_key.rotate"); n != 1 {
+		t.Fatalf("rotation audited %d times", n)
+	}
+}

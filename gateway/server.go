@@ -72,7 +72,9 @@ type Server struct {
 	ownsSt  bool
 	log     *slog.Logger
 	audit   Audit
-	signer  *ticket.Signer
+	// signer signs with the newest ticket key and verifies with all the
+	// store holds (reloaded when another gateway rotates).
+	signer  atomic.Pointer[ticket.Signer]
 	hash    HashParams
 	metrics *metrics
 	// tlsConfig is nil for plain HTTP.
@@ -219,10 +221,10 @@ func (s *Server) bootstrap(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("bootstrap: %w", err)
 	}
-	if key, err = base64.StdEncoding.DecodeString(enc); err != nil {
+	if _, err = base64.StdEncoding.DecodeString(enc); err != nil {
 		return fmt.Errorf("bootstrap: stored ticket key is corrupt: %w", err)
 	}
-	if s.signer, err = ticket.NewSigner(key); err != nil {
+	if err := s.loadKeys(ctx); err != nil {
 		return fmt.Errorf("bootstrap: %w", err)
 	}
 	if _, err := s.st.Setting(ctx, settingBootstrapd); err == nil {
@@ -324,6 +326,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		bg.Go(func() {
 			feed.Follow(rctx, func() {
 				s.cache.Invalidate()
+				s.reloadKeys(rctx)
 				s.recheckLive(rctx, nil)
 			})
 		})
@@ -372,6 +375,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			}
 			seen = gen
 			s.cache.Invalidate()
+			s.reloadKeys(rctx)
 			s.recheckLive(rctx, nil)
 		}
 	})
@@ -568,7 +572,7 @@ func (s *Server) checkTicket(ctx context.Context, tok string) (*principal, error
 // then the session, then the user.
 func (s *Server) verifyTicket(ctx context.Context, tok string) (*principal, error) {
 	now := s.cfg.Now()
-	claims, err := s.signer.Verify(tok, now)
+	claims, err := s.signer.Load().Verify(tok, now)
 	if errors.Is(err, ticket.ErrExpired) {
 		return nil, unauthorized("your ticket has expired: sign in again", ErrTicketExpired)
 	}
@@ -615,7 +619,7 @@ func (s *Server) verifyTicket(ctx context.Context, tok string) (*principal, erro
 // claimedUser is the user a request's ticket names, if its signature is
 // good (expired or revoked or not), for the audit log of refusals.
 func (s *Server) claimedUser(r *http.Request) string {
-	c, err := s.signer.Verify(ticketFrom(r), s.cfg.Now())
+	c, err := s.signer.Load().Verify(ticketFrom(r), s.cfg.Now())
 	if err != nil && !errors.Is(err, ticket.ErrExpired) {
 		return ""
 	}

@@ -105,7 +105,7 @@ func (s *Server) CreateToken(ctx context.Context, actor string, spec TokenSpec) 
 		return TokenInfo{}, internal(err)
 	}
 	audited()
-	info.Token = s.signer.Sign(ticketClaims(u.Username, se.ID, now, se.ExpiresAt))
+	info.Token = s.signer.Load().Sign(ticketClaims(u.Username, se.ID, now, se.ExpiresAt))
 	return info, nil
 }
 

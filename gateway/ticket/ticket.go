@@ -48,31 +48,50 @@ type wireClaims struct {
 	Exp int64  `json:"exp"`
 }
 
-// Signer signs and verifies tickets with one key.
+// Signer signs tickets with the newest of its keys and verifies them
+// with any: a key rotation signs no one out.
 type Signer struct {
-	key []byte
+	keys [][]byte // newest first
 }
 
-// NewSigner returns a Signer for key, which must be at least MinKeyLen
-// random bytes.
-func NewSigner(key []byte) (*Signer, error) {
-	if len(key) < MinKeyLen {
-		return nil, fmt.Errorf("ticket key is %d bytes, need at least %d", len(key), MinKeyLen)
+// NewSigner returns a Signer that signs with keys[0] and verifies with
+// all of them. Each must be at least MinKeyLen random bytes.
+func NewSigner(keys ...[]byte) (*Signer, error) {
+	if len(keys) == 0 {
+		return nil, errors.New("no ticket key")
 	}
-	return &Signer{key: append([]byte(nil), key...)}, nil
+	s := &Signer{}
+	for _, key := range keys {
+		if len(key) < MinKeyLen {
+			return nil, fmt.Errorf("ticket key is %d bytes, need at least %d", len(key), MinKeyLen)
+		}
+		s.keys = append(s.keys, append([]byte(nil), key...))
+	}
+	return s, nil
 }
 
 // Sign returns the ticket for c.
 func (s *Signer) Sign(c Claims) string {
 	payload, _ := json.Marshal(wireClaims{U: c.User, S: c.Session, Iat: c.IssuedAt.Unix(), Exp: c.ExpiresAt.Unix()})
 	body := prefix + base64.RawURLEncoding.EncodeToString(payload)
-	return body + "." + base64.RawURLEncoding.EncodeToString(s.mac(body))
+	return body + "." + base64.RawURLEncoding.EncodeToString(mac(s.keys[0], body))
 }
 
-func (s *Signer) mac(body string) []byte {
-	m := hmac.New(sha256.New, s.key)
+func mac(key []byte, body string) []byte {
+	m := hmac.New(sha256.New, key)
 	m.Write([]byte(body))
 	return m.Sum(nil)
+}
+
+// signedByAny reports whether sig is body's MAC under one of the keys.
+func (s *Signer) signedByAny(body string, sig []byte) bool {
+	ok := false
+	for _, k := range s.keys {
+		if hmac.Equal(sig, mac(k, body)) {
+			ok = true
+		}
+	}
+	return ok
 }
 
 // Verify checks tok's signature and expiry at now and returns its claims.
@@ -93,7 +112,7 @@ func (s *Signer) Verify(tok string, now time.Time) (Claims, error) {
 	}
 	body, sig := tok[:dot], tok[dot+1:]
 	got, err := base64.RawURLEncoding.DecodeString(sig)
-	if err != nil || !hmac.Equal(got, s.mac(body)) {
+	if err != nil || !s.signedByAny(body, got) {
 		return Claims{}, fmt.Errorf("%w: bad signature", ErrInvalid)
 	}
 	payload, err := base64.RawURLEncoding.DecodeString(body[len(prefix):])
@@ -111,6 +130,6 @@ func (s *Signer) Verify(tok string, now time.Time) (Claims, error) {
 	return c, nil
 }
 
-// Key returns the signing key, for deriving other secrets from it (the
-// portal's CSRF tokens).
-func (s *Signer) Key() []byte { return s.key }
+// Key returns the oldest key, for deriving other secrets that should
+// outlive a rotation (the portal's CSRF tokens).
+func (s *Signer) Key() []byte { return s.keys[len(s.keys)-1] }
