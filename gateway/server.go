@@ -67,11 +67,11 @@ func (s *Server) pruneAudit(ctx context.Context) {
 
 // Server is a Porthole gateway.
 type Server struct {
-	cfg     Config
-	st      store.Store
-	ownsSt  bool
-	log     *slog.Logger
-	audit   Audit
+	cfg    Config
+	st     store.Store
+	ownsSt bool
+	log    *slog.Logger
+	audit  Audit
 	// signer signs with the newest ticket key and verifies with all the
 	// store holds (reloaded when another gateway rotates).
 	signer  atomic.Pointer[ticket.Signer]
