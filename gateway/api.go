@@ -594,6 +594,8 @@ type AuditEvent struct {
 	Target  string         `json:"target"`
 	Outcome string         `json:"outcome"`
 	Details map[string]any `json:"details"`
+	// Gateway is the gateway that wrote it.
+	Gateway string `json:"gateway,omitempty"`
 }
 
 func (s *Server) listAudit(w http.ResponseWriter, r *http.Request, p *principal) error {

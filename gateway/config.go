@@ -73,6 +73,10 @@ type Config struct {
 	// Kerberos enables single sign-on with the Windows (or kinit) login;
 	// absent means none.
 	Kerberos *KerberosConfig `json:"kerberos,omitempty"`
+	// Name is this gateway's name in the audit log (several gateways share
+	// a PostgreSQL store); "" means HOST:PORT of the machine and the
+	// listen address.
+	Name string `json:"name,omitempty"`
 	// RequireAdminTOTP refuses administrators (admin@ROOT) who have no
 	// second factor; false leaves the second factor optional for all.
 	RequireAdminTOTP bool `json:"requireAdminTOTP,omitempty"`
@@ -168,6 +172,11 @@ func (c *Config) CheckAndSetDefaults() error {
 	}
 	if c.StorePasswordFile != "" && !c.IsPostgres() {
 		return errors.New("config: storePasswordFile is for a postgres:// store")
+	}
+	if c.Name == "" {
+		host, _ := os.Hostname()
+		_, port, _ := net.SplitHostPort(c.Listen)
+		c.Name = host + ":" + port
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

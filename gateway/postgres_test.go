@@ -55,8 +55,8 @@ func TestGatewaysSharePostgres(t *testing.T) {
 	dsn := postgresStore(t)
 	defer func(p time.Duration) { recheckPeriod = p }(recheckPeriod)
 	recheckPeriod = time.Hour // only the change feed can deliver changes
-	a := startGateway(t, func(c *Config) { c.Store = dsn })
-	b := startGateway(t, func(c *Config) { c.Store = dsn })
+	a := startGateway(t, func(c *Config) { c.Store = dsn; c.Name = "gw-a" })
+	b := startGateway(t, func(c *Config) { c.Store = dsn; c.Name = "gw-b" })
 	admin := a.admin()
 	b.mustCall(200, "GET", "/api/v1/me", admin, nil)
 
@@ -86,6 +86,16 @@ func TestGatewaysSharePostgres(t *testing.T) {
 	}
 	if status, _, _ := b.call("GET", "/api/v1/tunnels", alice, nil); status != 401 {
 		t.Fatalf("alice's ticket on b after she was disabled on a: %d", status)
+	}
+	// Each audit row names the gateway that wrote it.
+	var events []AuditEvent
+	json.Unmarshal(a.mustCall(200, "GET", "/api/v1/admin/audit?limit=1000", admin, nil), &events)
+	wrote := map[string]string{}
+	for _, e := range events {
+		wrote[e.Kind] = e.Gateway
+	}
+	if wrote["tunnel.open"] != "gw-b" || wrote["user.update"] != "gw-a" || wrote["tunnel.create"] != "gw-a" {
+		t.Fatalf("audit rows by gateway: %v", wrote)
 	}
 	if !strings.Contains(b.cfg.StoreName(), "postgres://") || strings.Contains(b.cfg.StoreName(), os.Getenv("PORTHOLE_TEST_DB_PASSWORD")) {
 		t.Fatalf("store name %q", b.cfg.StoreName())

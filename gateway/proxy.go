@@ -225,7 +225,7 @@ func (s *Server) events(ctx context.Context, f store.EventFilter) ([]AuditEvent,
 	}
 	out := make([]AuditEvent, len(evs))
 	for i, e := range evs {
-		out[i] = AuditEvent{ID: e.ID, Time: e.Time, Actor: e.Actor, Kind: e.Kind, Target: e.Target, Outcome: e.Outcome}
+		out[i] = AuditEvent{ID: e.ID, Time: e.Time, Actor: e.Actor, Kind: e.Kind, Target: e.Target, Outcome: e.Outcome, Gateway: e.Gateway}
 		if err := json.Unmarshal(e.Details, &out[i].Details); err != nil {
 			out[i].Details = map[string]any{"raw": string(e.Details)}
 		}

@@ -176,6 +176,7 @@ func New(ctx context.Context, cfg Config, st store.Store) (*Server, error) {
 			return nil, err
 		}
 		sq.SetClock(cfg.Now)
+		sq.SetGateway(cfg.Name)
 		st, s.ownsSt = sq, true
 	}
 	s.st = st

@@ -101,6 +101,8 @@ var postgresMigrations = []string{
 	ALTER TABLE sessions ADD COLUMN name TEXT NOT NULL DEFAULT '';
 	ALTER TABLE sessions ADD COLUMN scope TEXT NOT NULL DEFAULT '';
 	ALTER TABLE sessions ADD COLUMN created_by TEXT NOT NULL DEFAULT '';`,
+	// 3: the gateway that wrote each audit row.
+	`ALTER TABLE audit ADD COLUMN gateway TEXT NOT NULL DEFAULT '';`,
 }
 
 // migrationLock serialises schema changes among gateways starting at

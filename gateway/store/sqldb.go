@@ -42,6 +42,8 @@ func (d *dialect) rebind(q string) string {
 type sqlDB struct {
 	*sql.DB
 	d *dialect
+	// gateway names this gateway in the audit rows it writes.
+	gateway string
 }
 
 func (db *sqlDB) ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error) {
@@ -61,13 +63,14 @@ func (db *sqlDB) begin(ctx context.Context) (*sqlTx, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &sqlTx{Tx: tx, d: db.d}, nil
+	return &sqlTx{Tx: tx, d: db.d, gateway: db.gateway}, nil
 }
 
 // sqlTx is a transaction that adapts every query to its dialect.
 type sqlTx struct {
 	*sql.Tx
-	d *dialect
+	d       *dialect
+	gateway string
 }
 
 func (tx *sqlTx) ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error) {

@@ -95,6 +95,10 @@ func privateFiles(path string) error {
 	return nil
 }
 
+// SetGateway names this gateway in the audit rows it writes (several
+// gateways share a PostgreSQL store).
+func (s *SQLite) SetGateway(name string) { s.db.gateway = name }
+
 // SetClock makes the store stamp the rows it creates and changes with now
 // instead of time.Now (the gateway passes its own clock, so every time it
 // shows comes from one source). Call it before using the store.
@@ -175,6 +179,8 @@ var sqliteMigrations = []string{
 	ALTER TABLE sessions ADD COLUMN name TEXT NOT NULL DEFAULT '';
 	ALTER TABLE sessions ADD COLUMN scope TEXT NOT NULL DEFAULT '';
 	ALTER TABLE sessions ADD COLUMN created_by TEXT NOT NULL DEFAULT '';`,
+	// 3: the gateway that wrote each audit row.
+	`ALTER TABLE audit ADD COLUMN gateway TEXT NOT NULL DEFAULT '';`,
 }
 
 // migrate applies the migrations not yet recorded in schema_migrations.
@@ -738,8 +744,11 @@ func (s *SQLite) AppendEvent(ctx context.Context, e Event) (int64, error) {
 		details = "{}"
 	}
 	var id int64
-	err := s.db.QueryRowContext(ctx, `INSERT INTO audit(time, actor, kind, target, outcome, details) VALUES (?, ?, ?, ?, ?, ?) RETURNING id`,
-		fromTime(e.Time), e.Actor, e.Kind, e.Target, e.Outcome, details).Scan(&id)
+	if e.Gateway == "" {
+		e.Gateway = s.db.gateway
+	}
+	err := s.db.QueryRowContext(ctx, `INSERT INTO audit(time, actor, kind, target, outcome, details, gateway) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+		fromTime(e.Time), e.Actor, e.Kind, e.Target, e.Outcome, details, e.Gateway).Scan(&id)
 	if err != nil {
 		return 0, mapErr(err, "append audit event")
 	}
@@ -755,7 +764,7 @@ func appendEvents(ctx context.Context, tx *sqlTx, events []Event) error {
 	if len(events) == 0 {
 		return nil
 	}
-	stmt, err := tx.PrepareContext(ctx, `INSERT INTO audit(time, actor, kind, target, outcome, details) VALUES (?, ?, ?, ?, ?, ?)`)
+	stmt, err := tx.PrepareContext(ctx, `INSERT INTO audit(time, actor, kind, target, outcome, details, gateway) VALUES (?, ?, ?, ?, ?, ?, ?)`)
 	if err != nil {
 		return mapErr(err, "append audit events")
 	}
@@ -765,7 +774,11 @@ func appendEvents(ctx context.Context, tx *sqlTx, events []Event) error {
 		if details == "" {
 			details = "{}"
 		}
-		if _, err := stmt.ExecContext(ctx, fromTime(e.Time), e.Actor, e.Kind, e.Target, e.Outcome, details); err != nil {
+		gw := e.Gateway
+		if gw == "" {
+			gw = tx.gateway
+		}
+		if _, err := stmt.ExecContext(ctx, fromTime(e.Time), e.Actor, e.Kind, e.Target, e.Outcome, details, gw); err != nil {
 			return mapErr(err, "append audit events")
 		}
 	}
@@ -824,7 +837,7 @@ func (s *SQLite) Events(ctx context.Context, f EventFilter) ([]Event, error) {
 	if limit <= 0 {
 		limit = 100
 	}
-	q := `SELECT id, time, actor, kind, target, outcome, details FROM audit`
+	q := `SELECT id, time, actor, kind, target, outcome, details, gateway FROM audit`
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
@@ -840,7 +853,7 @@ func (s *SQLite) Events(ctx context.Context, f EventFilter) ([]Event, error) {
 		var e Event
 		var at int64
 		var details string
-		if err := rows.Scan(&e.ID, &at, &e.Actor, &e.Kind, &e.Target, &e.Outcome, &details); err != nil {
+		if err := rows.Scan(&e.ID, &at, &e.Actor, &e.Kind, &e.Target, &e.Outcome, &details, &e.Gateway); err != nil {
 			return nil, err
 		}
 		e.Time, e.Details = toTime(at), []byte(details)

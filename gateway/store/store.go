@@ -114,6 +114,9 @@ type Event struct {
 	Outcome string // "ok", "denied", "error"
 	// Details is a JSON object (before/after, bytes, reason, ...).
 	Details []byte
+	// Gateway is the gateway that wrote it ("" means the store's own,
+	// see SQLite.SetGateway).
+	Gateway string
 }
 
 // EventFilter selects audit events, newest first.
