@@ -19,7 +19,7 @@ import (
 
 // postgresStore makes a schema of its own on the PostgreSQL server
 // scripts/test starts and returns the store DSN for it.
-func postgresStore(t *testing.T) string {
+func postgresStore(t testing.TB) string {
 	t.Helper()
 	addr := os.Getenv("PORTHOLE_TEST_POSTGRES")
 	if addr == "" {

@@ -95,6 +95,14 @@ type Server struct {
 	certs      *certLoader
 	totpSetups totpSetups
 
+	// sockBufMu guards sockBuf, the stored socket buffer size last read.
+	sockBufMu sync.Mutex
+	sockBuf   struct {
+		gen uint64
+		at  time.Time
+		n   int
+	}
+
 	patterns patternCache
 	cache    *lookupCache
 	upgrader websocket.Upgrader
@@ -772,16 +780,30 @@ func (s *Server) recheckLive(ctx context.Context, keep func(*liveConn) bool) {
 }
 
 // socketBufferSize is the configured SO_RCVBUF/SO_SNDBUF for targets.
+// The stored value is read at most once per cache period (and after a
+// change), not once per tunnel.
 func (s *Server) socketBufferSize(ctx context.Context) int {
 	if s.cfg.SocketBufferSize > 0 {
 		return int(s.cfg.SocketBufferSize)
 	}
+	gen, now := s.cache.gen.Load(), s.cfg.Now()
+	s.sockBufMu.Lock()
+	if s.sockBuf.gen == gen && !s.sockBuf.at.IsZero() && now.Sub(s.sockBuf.at) < cacheTTL {
+		n := s.sockBuf.n
+		s.sockBufMu.Unlock()
+		return n
+	}
+	s.sockBufMu.Unlock()
+	n := 0
 	if v, err := s.st.Setting(ctx, settingSocketBuf); err == nil {
-		if n, err := strconv.Atoi(v); err == nil && n > 0 {
-			return n
+		if v, err := strconv.Atoi(v); err == nil && v > 0 {
+			n = v
 		}
 	}
-	return 0
+	s.sockBufMu.Lock()
+	s.sockBuf.gen, s.sockBuf.at, s.sockBuf.n = gen, now, n
+	s.sockBufMu.Unlock()
+	return n
 }
 
 func (s *Server) routes() http.Handler {

@@ -130,7 +130,10 @@ func OpenPostgres(ctx context.Context, dsn, passwordFile string) (*SQLite, error
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", Redact(dsn), err)
 	}
+	// Keep the connections open: database/sql keeps only 2 idle ones by
+	// default, and a new PostgreSQL connection costs a SCRAM exchange.
 	db.SetMaxOpenConns(20)
+	db.SetMaxIdleConns(20)
 	db.SetConnMaxIdleTime(5 * time.Minute)
 	pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()

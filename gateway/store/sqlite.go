@@ -761,26 +761,33 @@ func (s *SQLite) AppendEvents(ctx context.Context, events []Event) error {
 }
 
 func appendEvents(ctx context.Context, tx *sqlTx, events []Event) error {
-	if len(events) == 0 {
-		return nil
-	}
-	stmt, err := tx.PrepareContext(ctx, `INSERT INTO audit(time, actor, kind, target, outcome, details, gateway) VALUES (?, ?, ?, ?, ?, ?, ?)`)
-	if err != nil {
-		return mapErr(err, "append audit events")
-	}
-	defer stmt.Close()
-	for _, e := range events {
-		details := string(e.Details)
-		if details == "" {
-			details = "{}"
+	// One multi-row INSERT per chunk: a burst of tunnel events costs a few
+	// round trips, not one per event (it matters on PostgreSQL).
+	const chunk = 200
+	for len(events) > 0 {
+		n := min(len(events), chunk)
+		var q strings.Builder
+		q.WriteString(`INSERT INTO audit(time, actor, kind, target, outcome, details, gateway) VALUES `)
+		args := make([]any, 0, 7*n)
+		for i, e := range events[:n] {
+			if i > 0 {
+				q.WriteString(", ")
+			}
+			q.WriteString("(?, ?, ?, ?, ?, ?, ?)")
+			details := string(e.Details)
+			if details == "" {
+				details = "{}"
+			}
+			gw := e.Gateway
+			if gw == "" {
+				gw = tx.gateway
+			}
+			args = append(args, fromTime(e.Time), e.Actor, e.Kind, e.Target, e.Outcome, details, gw)
 		}
-		gw := e.Gateway
-		if gw == "" {
-			gw = tx.gateway
-		}
-		if _, err := stmt.ExecContext(ctx, fromTime(e.Time), e.Actor, e.Kind, e.Target, e.Outcome, details, gw); err != nil {
+		if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
 			return mapErr(err, "append audit events")
 		}
+		events = events[n:]
 	}
 	return nil
 }
