@@ -101,6 +101,11 @@ func (s *Server) guard(ctx context.Context, username, addr string) (*attempt, er
 		}
 	}
 	if wait == 0 {
+		if d := s.sharedAccountWait(ctx, a.account); d > 0 {
+			wait, what = d, "too many failed sign-ins for this account"
+		}
+	}
+	if wait == 0 {
 		// Counted before the hash: a concurrent burst meets the limit as it
 		// arrives. A success gives its count back (done).
 		wait = max(s.userLimit.take(a.userKey), s.addrLimit.take(addr), s.accountLimit.take(a.account))
@@ -135,4 +140,41 @@ func (a *attempt) undo() {
 	a.s.userLimit.undo(a.userKey)
 	a.s.addrLimit.undo(a.addr)
 	a.s.accountLimit.undo(a.account)
+}
+
+// Sign-in failures of one account are also counted in the store when
+// several gateways share it (PostgreSQL): guesses spread over the
+// gateways meet the same limit as guesses at one.
+const (
+	sharedAccountLimit  = 20
+	sharedAccountWindow = 15 * time.Minute
+)
+
+// sharedAccountWait is how long account must wait because of failures
+// counted across the gateways; 0 with a store of one gateway, or when
+// the store does not answer (the local limits still apply).
+func (s *Server) sharedAccountWait(ctx context.Context, account string) time.Duration {
+	if !s.cfg.IsPostgres() {
+		return 0
+	}
+	n, err := s.st.SignInFailures(ctx, account, s.cfg.Now().Add(-sharedAccountWindow))
+	if err != nil {
+		s.log.Warn("count failed sign-ins across gateways", "err", err)
+		return 0
+	}
+	if n >= sharedAccountLimit {
+		return time.Minute
+	}
+	return 0
+}
+
+// recordFailure counts a failed sign-in for every gateway sharing the
+// store.
+func (s *Server) recordFailure(ctx context.Context, account string) {
+	if !s.cfg.IsPostgres() {
+		return
+	}
+	if err := s.st.RecordSignInFailure(ctx, strings.ToLower(account), s.cfg.Now()); err != nil {
+		s.log.Warn("record a failed sign-in for the other gateways", "err", err)
+	}
 }

@@ -171,3 +171,32 @@ func TestRotateTicketKey(t *testing.T) {
 		t.Fatalf("rotation audited %d times", n)
 	}
 }
+
+// TestSignInLimitSharedAcrossGateways: wrong passwords for one account
+// spread over two gateways (from different addresses, so no per-address
+// limit applies) meet one per-account limit.
+func TestSignInLimitSharedAcrossGateways(t *testing.T) {
+	dsn := postgresStore(t)
+	a := startGateway(t, func(c *Config) { c.Store = dsn })
+	b := startGateway(t, func(c *Config) { c.Store = dsn })
+	for i := range sharedAccountLimit {
+		g := a
+		if i%2 == 1 {
+			g = b
+		}
+		_, err := g.signIn(t.Context(), credentials{username: "admin", password: "guess-guess"}, fmt.Sprintf("10.77.%d.%d", i, i))
+		var he *Error
+		if !errors.As(err, &he) || he.Status != 401 {
+			t.Fatalf("guess %d: %v, want 401", i, err)
+		}
+	}
+	// Each gateway saw only half of them, yet both refuse now, even the
+	// right password, until the window passes.
+	for name, g := range map[string]*testGW{"a": a, "b": b} {
+		_, err := g.signIn(t.Context(), credentials{username: "admin", password: adminPassword}, "10.99.0.1")
+		var he *Error
+		if !errors.As(err, &he) || he.Status != 429 {
+			t.Fatalf("gateway %s after %d guesses spread over two: %v, want 429", name, sharedAccountLimit, err)
+		}
+	}
+}

@@ -60,6 +60,9 @@ func (s *Server) pruneAudit(ctx context.Context) {
 		s.log.Error("prune the audit log", "err", err)
 		return
 	}
+	if err := s.st.PruneSignInFailures(ctx, s.cfg.Now().Add(-sharedAccountWindow)); err != nil {
+		s.log.Error("prune the failed sign-ins", "err", err)
+	}
 	if n > 0 {
 		s.log.Info("pruned the audit log", "deleted", n, "older_than", before.UTC().Format(time.RFC3339), "keep_at_most", s.cfg.AuditMaxEvents)
 	}

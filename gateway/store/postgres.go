@@ -103,6 +103,12 @@ var postgresMigrations = []string{
 	ALTER TABLE sessions ADD COLUMN created_by TEXT NOT NULL DEFAULT '';`,
 	// 3: the gateway that wrote each audit row.
 	`ALTER TABLE audit ADD COLUMN gateway TEXT NOT NULL DEFAULT '';`,
+	// 4: failed sign-ins, counted across the gateways sharing the store.
+	`CREATE TABLE signin_failures (
+		account TEXT NOT NULL COLLATE porthole_nocase,
+		at      BIGINT NOT NULL
+	);
+	CREATE INDEX signin_failures_account ON signin_failures(account, at);`,
 }
 
 // migrationLock serialises schema changes among gateways starting at

@@ -181,6 +181,12 @@ var sqliteMigrations = []string{
 	ALTER TABLE sessions ADD COLUMN created_by TEXT NOT NULL DEFAULT '';`,
 	// 3: the gateway that wrote each audit row.
 	`ALTER TABLE audit ADD COLUMN gateway TEXT NOT NULL DEFAULT '';`,
+	// 4: failed sign-ins, counted across the gateways sharing the store.
+	`CREATE TABLE signin_failures (
+		account TEXT NOT NULL COLLATE NOCASE,
+		at      INTEGER NOT NULL
+	);
+	CREATE INDEX signin_failures_account ON signin_failures(account, at);`,
 }
 
 // migrate applies the migrations not yet recorded in schema_migrations.
@@ -874,4 +880,24 @@ func boolInt(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+// RecordSignInFailure implements Store.
+func (s *SQLite) RecordSignInFailure(ctx context.Context, account string, at time.Time) error {
+	return s.execTx(ctx, "record a failed sign-in", nil, `INSERT INTO signin_failures(account, at) VALUES (?, ?)`, account, fromTime(at))
+}
+
+// SignInFailures implements Store.
+func (s *SQLite) SignInFailures(ctx context.Context, account string, since time.Time) (int, error) {
+	var n int
+	err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM signin_failures WHERE account = ? AND at > ?`, account, fromTime(since)).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("count failed sign-ins: %w", err)
+	}
+	return n, nil
+}
+
+// PruneSignInFailures implements Store.
+func (s *SQLite) PruneSignInFailures(ctx context.Context, before time.Time) error {
+	return s.execTx(ctx, "prune failed sign-ins", nil, `DELETE FROM signin_failures WHERE at < ?`, fromTime(before))
 }

@@ -184,6 +184,13 @@ type Store interface {
 	// DeleteExpiredSessions removes sessions that expired before t.
 	DeleteExpiredSessions(ctx context.Context, t time.Time) error
 
+	// RecordSignInFailure counts a failed sign-in for account, for every
+	// gateway sharing the store; SignInFailures counts them since a time;
+	// PruneSignInFailures forgets those before one.
+	RecordSignInFailure(ctx context.Context, account string, at time.Time) error
+	SignInFailures(ctx context.Context, account string, since time.Time) (int, error)
+	PruneSignInFailures(ctx context.Context, before time.Time) error
+
 	AppendEvent(ctx context.Context, e Event) (int64, error)
 	// AppendEvents appends events in one transaction: all or none.
 	AppendEvents(ctx context.Context, events []Event) error

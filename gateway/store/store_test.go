@@ -60,6 +60,24 @@ func TestSQLiteRefusesNewerSchema(t *testing.T) {
 // testStore is the behaviour every Store backend must have.
 func testStore(t *testing.T, open func(t *testing.T) Store) {
 	ctx := context.Background()
+	t.Run("sign-in failures", func(t *testing.T) {
+		s := open(t)
+		now := time.Now()
+		for i := range 3 {
+			if err := s.RecordSignInFailure(ctx, "alice", now.Add(time.Duration(-i)*time.Minute)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if n, err := s.SignInFailures(ctx, "ALICE", now.Add(-90*time.Second)); err != nil || n != 2 {
+			t.Fatalf("failures in the last 90 s: %d %v, want 2", n, err)
+		}
+		if err := s.PruneSignInFailures(ctx, now.Add(-30*time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		if n, _ := s.SignInFailures(ctx, "alice", now.Add(-time.Hour)); n != 1 {
+			t.Fatalf("after pruning: %d, want 1", n)
+		}
+	})
 	t.Run("settings", func(t *testing.T) {
 		s := open(t)
 		if _, err := s.Setting(ctx, "k"); !errors.Is(err, ErrNotFound) {
