@@ -598,10 +598,13 @@ func (s *Server) testDial(ctx context.Context, addr string) (string, bool) {
 }
 
 type liveView struct {
-	ID       uint64
-	User     string
-	Since    time.Time
-	Remote   string
+	ID uint64 `json:"id"`
+	// Gateway holds the connection (several gateways share a store).
+	Gateway  string    `json:"gateway"`
+	Context  string    `json:"context"`
+	User     string    `json:"user"`
+	Since    time.Time `json:"since"`
+	Remote   string    `json:"remote"`
 	Up, Down int64
 }
 
@@ -611,13 +614,9 @@ func (s *Server) connectionsPage(w http.ResponseWriter, r *http.Request, p *prin
 		s.errorPage(w, r, &pg, http.StatusNotFound, "No such tunnel", fmt.Sprintf("There is no tunnel %q.", r.PathValue("context")))
 		return
 	}
-	var conns []liveView
-	for _, lc := range s.liveSnapshot(func(lc *liveConn) bool { return strings.EqualFold(lc.context, t.Context) }) {
-		conns = append(conns, liveView{ID: lc.id, User: lc.user, Since: lc.started, Remote: lc.remote, Up: lc.up.Load(), Down: lc.down.Load()})
-	}
-	slices.SortFunc(conns, func(a, b liveView) int { return a.Since.Compare(b.Since) })
+	conns := s.LiveConnections(r.Context(), t.Context)
 	pg.Title, pg.Nav = "Live connections: "+t.Context, "tunnels"
-	pg.Data = map[string]any{"Tunnel": specOf(t), "Conns": conns}
+	pg.Data = map[string]any{"Tunnel": specOf(t), "Conns": conns, "Shared": s.cfg.IsPostgres()}
 	s.render(w, r, http.StatusOK, "connections", pg)
 }
 
@@ -641,9 +640,14 @@ func (s *Server) disconnectSubmit(w http.ResponseWriter, r *http.Request, p *pri
 		redirect(w, r, back, "No such connection.")
 		return
 	}
-	if _, err := s.Disconnect(r.Context(), p.user.Username, id); err != nil {
+	gw := r.PostForm.Get("gateway")
+	if err := s.DisconnectAnywhere(r.Context(), p.user.Username, gw, id); err != nil {
 		_, msg := portalError(err)
 		redirect(w, r, back, msg)
+		return
+	}
+	if gw != "" && gw != s.cfg.Name {
+		redirect(w, r, back, "Gateway "+gw+" was asked to close the connection; the list shows it within a few seconds.")
 		return
 	}
 	redirect(w, r, back, "The connection was closed.")

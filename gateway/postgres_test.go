@@ -200,3 +200,39 @@ func TestSignInLimitSharedAcrossGateways(t *testing.T) {
 		}
 	}
 }
+
+// TestLiveConnectionsAcrossGateways: the portal of gateway A lists a
+// connection that gateway B carries, and A's Disconnect closes it on B.
+func TestLiveConnectionsAcrossGateways(t *testing.T) {
+	dsn := postgresStore(t)
+	a := startGateway(t, func(c *Config) { c.Store = dsn; c.Name = "gw-a" })
+	b := startGateway(t, func(c *Config) { c.Store = dsn; c.Name = "gw-b" })
+	admin := a.admin()
+	a.mustCall(201, "POST", "/api/v1/admin/tunnels", admin, TunnelSpec{Context: "db", SocketAddress: echoServer(t)})
+	c := b.openStream("db", admin)
+	errc := make(chan error, 1)
+	go func() { _, err := io.Copy(io.Discard, c); errc <- err }()
+	var seen []liveView
+	waitFor(t, 10*time.Second, "gateway a to list b's connection", func() bool {
+		seen = a.LiveConnections(t.Context(), "db")
+		return len(seen) == 1 && seen[0].Gateway == "gw-b"
+	})
+	if err := a.DisconnectAnywhere(t.Context(), "admin", seen[0].Gateway, seen[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-errc:
+		var ce *wire.CloseError
+		if !errors.As(err, &ce) || ce.Code != wire.CloseDisconnected {
+			t.Fatalf("the connection on b ended with %v, want disconnected", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a's Disconnect did not close the connection on b")
+	}
+	waitFor(t, 10*time.Second, "the list to drop it", func() bool { return len(a.LiveConnections(t.Context(), "db")) == 0 })
+	var events []AuditEvent
+	json.Unmarshal(a.mustCall(200, "GET", "/api/v1/admin/audit?kind=connection.disconnect", admin, nil), &events)
+	if len(events) != 1 || events[0].Actor != "admin" || events[0].Gateway != "gw-b" {
+		t.Fatalf("disconnect audit: %+v", events)
+	}
+}

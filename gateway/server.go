@@ -336,11 +336,32 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		// Changes other gateways announce reach live tunnels at once; the
 		// poll below stays as the safety net.
 		bg.Go(func() {
-			feed.Follow(rctx, func() {
+			feed.Follow(rctx, func(msg string) {
+				if msg != "" {
+					s.command(rctx, msg)
+					return
+				}
 				s.cache.Invalidate()
 				s.reloadKeys(rctx)
 				s.recheckLive(rctx, nil)
 			})
+		})
+		bg.Go(func() {
+			// This gateway's live connections, for the portal of every
+			// gateway (Connections page).
+			t := time.NewTicker(livePublishPeriod)
+			defer t.Stop()
+			for {
+				s.publishLive(rctx)
+				select {
+				case <-rctx.Done():
+					dctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+					s.st.DeleteSetting(dctx, settingLivePrefix+s.cfg.Name)
+					cancel()
+					return
+				case <-t.C:
+				}
+			}
 		})
 	}
 	if s.dir != nil {

@@ -183,11 +183,14 @@ const changeChannel = "porthole_changes"
 
 // Announce implements ChangeFeed: every gateway following the store
 // hears it at once.
-func (s *SQLite) Announce(ctx context.Context) error {
+func (s *SQLite) Announce(ctx context.Context) error { return s.Send(ctx, "") }
+
+// Send implements ChangeFeed.
+func (s *SQLite) Send(ctx context.Context, msg string) error {
 	if s.dsn == "" {
 		return nil
 	}
-	_, err := s.db.ExecContext(ctx, `SELECT pg_notify('`+changeChannel+`', '')`)
+	_, err := s.db.ExecContext(ctx, `SELECT pg_notify('`+changeChannel+`', ?)`, msg)
 	return err
 }
 
@@ -195,7 +198,7 @@ func (s *SQLite) Announce(ctx context.Context) error {
 // connection of its own, until ctx is done. After a lost connection it
 // reconnects (waiting a second between attempts) and calls f once, for
 // what it may have missed (NOTIFY is not replayed).
-func (s *SQLite) Follow(ctx context.Context, f func()) error {
+func (s *SQLite) Follow(ctx context.Context, f func(string)) error {
 	if s.dsn == "" {
 		<-ctx.Done()
 		return nil
@@ -216,7 +219,7 @@ func (s *SQLite) Follow(ctx context.Context, f func()) error {
 	return nil
 }
 
-func (s *SQLite) follow(ctx context.Context, f func(), missed bool) error {
+func (s *SQLite) follow(ctx context.Context, f func(string), missed bool) error {
 	conn, err := pgx.Connect(ctx, s.dsn)
 	if err != nil {
 		return err
@@ -226,12 +229,13 @@ func (s *SQLite) follow(ctx context.Context, f func(), missed bool) error {
 		return err
 	}
 	if missed {
-		f()
+		f("")
 	}
 	for {
-		if _, err := conn.WaitForNotification(ctx); err != nil {
+		n, err := conn.WaitForNotification(ctx)
+		if err != nil {
 			return err
 		}
-		f()
+		f(n.Payload)
 	}
 }

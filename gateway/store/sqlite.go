@@ -901,3 +901,26 @@ func (s *SQLite) SignInFailures(ctx context.Context, account string, since time.
 func (s *SQLite) PruneSignInFailures(ctx context.Context, before time.Time) error {
 	return s.execTx(ctx, "prune failed sign-ins", nil, `DELETE FROM signin_failures WHERE at < ?`, fromTime(before))
 }
+
+// SettingsWithPrefix implements Store.
+func (s *SQLite) SettingsWithPrefix(ctx context.Context, prefix string) (map[string]string, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT key, value FROM settings WHERE substr(key, 1, ?) = ?`, len(prefix), prefix)
+	if err != nil {
+		return nil, fmt.Errorf("settings %s*: %w", prefix, err)
+	}
+	defer rows.Close()
+	out := map[string]string{}
+	for rows.Next() {
+		var k, v string
+		if err := rows.Scan(&k, &v); err != nil {
+			return nil, err
+		}
+		out[k] = v
+	}
+	return out, rows.Err()
+}
+
+// DeleteSetting implements Store.
+func (s *SQLite) DeleteSetting(ctx context.Context, key string) error {
+	return s.execTx(ctx, "delete setting "+key, nil, `DELETE FROM settings WHERE key = ?`, key)
+}

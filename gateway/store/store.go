@@ -137,6 +137,9 @@ type Store interface {
 	// value now stored (so concurrent first starts agree).
 	SetSettingIfAbsent(ctx context.Context, key, value string) (string, error)
 	SetSetting(ctx context.Context, key, value string) error
+	// SettingsWithPrefix returns the settings whose keys start with prefix.
+	SettingsWithPrefix(ctx context.Context, prefix string) (map[string]string, error)
+	DeleteSetting(ctx context.Context, key string) error
 
 	Environments(ctx context.Context) ([]Environment, error)
 	CreateEnvironment(ctx context.Context, name string) error
@@ -207,11 +210,13 @@ type Store interface {
 // on one host, poll instead).
 type ChangeFeed interface {
 	// Announce tells every gateway following the store that access
-	// changed.
+	// changed (a message "").
 	Announce(ctx context.Context) error
-	// Follow calls f for each announcement until ctx is done, and once
-	// after a lost connection is restored.
-	Follow(ctx context.Context, f func()) error
+	// Send sends every gateway following the store a message.
+	Send(ctx context.Context, msg string) error
+	// Follow calls f with each message until ctx is done, and with ""
+	// once after a lost connection is restored.
+	Follow(ctx context.Context, f func(msg string)) error
 }
 
 // eventsKey carries the audit events of a change in a context.
