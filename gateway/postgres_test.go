@@ -236,3 +236,49 @@ func TestLiveConnectionsAcrossGateways(t *testing.T) {
 		t.Fatalf("disconnect audit: %+v", events)
 	}
 }
+
+// TestEveryRevocationReachesOtherGateways: each kind of revocation made
+// on gateway A closes the live tunnel on gateway B through the change feed
+// alone (the poll is off).
+func TestEveryRevocationReachesOtherGateways(t *testing.T) {
+	dsn := postgresStore(t)
+	defer func(p time.Duration) { recheckPeriod = p }(recheckPeriod)
+	recheckPeriod = time.Hour
+	a := startGateway(t, func(c *Config) { c.Store = dsn; c.Name = "gw-a" })
+	b := startGateway(t, func(c *Config) { c.Store = dsn; c.Name = "gw-b" })
+	admin := a.admin()
+	echo := echoServer(t)
+	for i, tc := range []struct {
+		name   string
+		revoke func(user, ticket, tunnel string)
+	}{
+		{"sign-out", func(user, ticket, tunnel string) { a.mustCall(200, "POST", "/api/v1/logout", ticket, nil) }},
+		{"group removal", func(user, ticket, tunnel string) {
+			a.mustCall(200, "PUT", "/api/v1/admin/users/"+user, admin, map[string][]string{"groups": {}})
+		}},
+		{"tunnel change", func(user, ticket, tunnel string) {
+			a.mustCall(200, "PUT", "/api/v1/admin/tunnels/"+tunnel, admin, map[string]string{"userGroups": "admin@ROOT"})
+		}},
+		{"tunnel delete", func(user, ticket, tunnel string) { a.mustCall(204, "DELETE", "/api/v1/admin/tunnels/"+tunnel, admin, nil) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			user, tunnel := fmt.Sprintf("user%d", i), fmt.Sprintf("db%d", i)
+			a.addUser(admin, user, "dba@Prod")
+			a.mustCall(201, "POST", "/api/v1/admin/tunnels", admin, TunnelSpec{Context: tunnel, SocketAddress: echo, UserGroups: "dba@Prod"})
+			ticket := b.login(user, user+"-password")
+			c := b.openStream(tunnel, ticket)
+			errc := make(chan error, 1)
+			go func() { _, err := io.Copy(io.Discard, c); errc <- err }()
+			tc.revoke(user, ticket, tunnel)
+			select {
+			case err := <-errc:
+				var ce *wire.CloseError
+				if !errors.As(err, &ce) {
+					t.Fatalf("the tunnel on b ended with %v, want a close with a reason", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatalf("%s on gateway a did not reach the live tunnel on gateway b", tc.name)
+			}
+		})
+	}
+}
