@@ -259,7 +259,9 @@ func TestEveryRevocationReachesOtherGateways(t *testing.T) {
 		{"tunnel change", func(user, ticket, tunnel string) {
 			a.mustCall(200, "PUT", "/api/v1/admin/tunnels/"+tunnel, admin, map[string]string{"userGroups": "admin@ROOT"})
 		}},
-		{"tunnel delete", func(user, ticket, tunnel string) { a.mustCall(204, "DELETE", "/api/v1/admin/tunnels/"+tunnel, admin, nil) }},
+		{"tunnel delete", func(user, ticket, tunnel string) {
+			a.mustCall(204, "DELETE", "/api/v1/admin/tunnels/"+tunnel, admin, nil)
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			user, tunnel := fmt.Sprintf("user%d", i), fmt.Sprintf("db%d", i)
