@@ -112,7 +112,7 @@ func (s *Server) signIn(ctx context.Context, c credentials, addr string) (LoginR
 	defer func() { at.done(ok) }()
 	fail := func(reason string) error {
 		s.metrics.signinFailed.Inc()
-		s.recordFailure(ctx, username)
+		s.recordFailure(ctx, username, addr)
 		s.audit.SignIn(ctx, username, addr, false, reason)
 		return errorf(http.StatusUnauthorized, "wrong user name or password")
 	}

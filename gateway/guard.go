@@ -101,8 +101,10 @@ func (s *Server) guard(ctx context.Context, username, addr string) (*attempt, er
 		}
 	}
 	if wait == 0 {
-		if d := s.sharedAccountWait(ctx, a.account); d > 0 {
+		if d := s.sharedWait(ctx, a.account, sharedAccountLimit); d > 0 {
 			wait, what = d, "too many failed sign-ins for this account"
+		} else if d := s.sharedWait(ctx, addrKey(addr), sharedAddrLimit); d > 0 {
+			wait = d
 		}
 	}
 	if wait == 0 {
@@ -142,39 +144,47 @@ func (a *attempt) undo() {
 	a.s.accountLimit.undo(a.account)
 }
 
-// Sign-in failures of one account are also counted in the store when
-// several gateways share it (PostgreSQL): guesses spread over the
-// gateways meet the same limit as guesses at one.
+// Sign-in failures per account and per address are also counted in the
+// store when several gateways share it (PostgreSQL): guesses spread over
+// the gateways meet the same limits as guesses at one.
 const (
 	sharedAccountLimit  = 20
+	sharedAddrLimit     = 30
 	sharedAccountWindow = 15 * time.Minute
 )
 
-// sharedAccountWait is how long account must wait because of failures
-// counted across the gateways; 0 with a store of one gateway, or when
-// the store does not answer (the local limits still apply).
-func (s *Server) sharedAccountWait(ctx context.Context, account string) time.Duration {
+// addrKey is an address's key among the counted failures, beside the
+// accounts' user names.
+func addrKey(addr string) string { return "addr:" + addr }
+
+// sharedWait is how long key must wait because of failures counted
+// across the gateways; 0 with a store of one gateway, or when the store
+// does not answer (the local limits still apply).
+func (s *Server) sharedWait(ctx context.Context, key string, limit int) time.Duration {
 	if !s.cfg.IsPostgres() {
 		return 0
 	}
-	n, err := s.st.SignInFailures(ctx, account, s.cfg.Now().Add(-sharedAccountWindow))
+	n, err := s.st.SignInFailures(ctx, key, s.cfg.Now().Add(-sharedAccountWindow))
 	if err != nil {
 		s.log.Warn("count failed sign-ins across gateways", "err", err)
 		return 0
 	}
-	if n >= sharedAccountLimit {
+	if n >= limit {
 		return time.Minute
 	}
 	return 0
 }
 
-// recordFailure counts a failed sign-in for every gateway sharing the
-// store.
-func (s *Server) recordFailure(ctx context.Context, account string) {
+// recordFailure counts a failed sign-in, for the account and the
+// address, for every gateway sharing the store.
+func (s *Server) recordFailure(ctx context.Context, account, addr string) {
 	if !s.cfg.IsPostgres() {
 		return
 	}
-	if err := s.st.RecordSignInFailure(ctx, strings.ToLower(account), s.cfg.Now()); err != nil {
-		s.log.Warn("record a failed sign-in for the other gateways", "err", err)
+	for _, key := range []string{strings.ToLower(account), addrKey(addr)} {
+		if err := s.st.RecordSignInFailure(ctx, key, s.cfg.Now()); err != nil {
+			s.log.Warn("record a failed sign-in for the other gateways", "err", err)
+			return
+		}
 	}
 }

@@ -284,3 +284,27 @@ func TestEveryRevocationReachesOtherGateways(t *testing.T) {
 		})
 	}
 }
+
+// TestSignInAddressLimitSharedAcrossGateways: one address guessing many
+// accounts over two gateways meets one per-address limit.
+func TestSignInAddressLimitSharedAcrossGateways(t *testing.T) {
+	dsn := postgresStore(t)
+	a := startGateway(t, func(c *Config) { c.Store = dsn })
+	b := startGateway(t, func(c *Config) { c.Store = dsn })
+	for i := range sharedAddrLimit {
+		g := a
+		if i%2 == 1 {
+			g = b
+		}
+		// A different account each time, so no per-account limit applies.
+		g.signIn(t.Context(), credentials{username: fmt.Sprintf("nobody%d", i), password: "guess-guess"}, "10.55.0.1")
+	}
+	_, err := b.signIn(t.Context(), credentials{username: "admin", password: adminPassword}, "10.55.0.1")
+	var he *Error
+	if !errors.As(err, &he) || he.Status != 429 {
+		t.Fatalf("after %d guesses from one address spread over two gateways: %v, want 429", sharedAddrLimit, err)
+	}
+	if _, err := b.signIn(t.Context(), credentials{username: "admin", password: adminPassword}, "10.55.0.2"); err != nil {
+		t.Fatalf("another address: %v", err)
+	}
+}
