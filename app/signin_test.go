@@ -1,9 +1,6 @@
 package app
 
 import (
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -55,10 +52,6 @@ func TestSignInWithSecondFactor(t *testing.T) {
 // Debian's kinit got from the test domain's KDC (Samba AD).
 func TestSignInWithKerberos(t *testing.T) {
 	d := adtest.Get(t)
-	kinit, err := exec.LookPath("kinit")
-	if err != nil {
-		t.Fatal("kinit is missing (Debian's krb5-user): scripts/test installs it")
-	}
 	user := adtest.Name("t")
 	d.AddUser(t, user, "Tray-Passw0rd!")
 	gw := gwtest.Start(t, func(c *gateway.Config) {
@@ -66,15 +59,7 @@ func TestSignInWithKerberos(t *testing.T) {
 			BindPassword: d.BindPassword, BaseDN: d.BaseDN}
 		c.Kerberos = &gateway.KerberosConfig{Keytab: d.Keytab}
 	})
-	cache := filepath.Join(t.TempDir(), "krb5cc")
-	t.Setenv("KRB5_CONFIG", d.Krb5Conf)
-	t.Setenv("KRB5CCNAME", "FILE:"+cache)
-	cmd := exec.Command(kinit, user+"@"+d.Realm)
-	cmd.Stdin = strings.NewReader("Tray-Passw0rd!\n")
-	cmd.Env = append(os.Environ(), "KRB5_CONFIG="+d.Krb5Conf, "KRB5CCNAME=FILE:"+cache)
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("kinit: %v %s", err, b)
-	}
+	d.Kinit(t, user, "Tray-Passw0rd!")
 	h := newHarness(t, gw, t.TempDir())
 	h.ui.Start()
 	f := h.ui.signIn

@@ -2,8 +2,6 @@ package cli
 
 import (
 	"net"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -87,10 +85,6 @@ func TestLoginWithSecondFactor(t *testing.T) {
 // user on a domain-joined Linux machine would.
 func TestLoginSSO(t *testing.T) {
 	d := adtest.Get(t)
-	kinit, err := exec.LookPath("kinit")
-	if err != nil {
-		t.Fatal("kinit is missing (Debian's krb5-user): scripts/test installs it")
-	}
 	user := adtest.Name("s")
 	d.AddUser(t, user, "Sso-Passw0rd!")
 	gw := gwtest.Start(t, func(c *gateway.Config) {
@@ -102,20 +96,14 @@ func TestLoginSSO(t *testing.T) {
 	_, port, _ := net.SplitHostPort(strings.TrimPrefix(gw.URL, "http://"))
 	url := "http://localhost:" + port
 
-	cache := filepath.Join(t.TempDir(), "krb5cc")
 	t.Setenv("KRB5_CONFIG", d.Krb5Conf)
-	t.Setenv("KRB5CCNAME", "FILE:"+cache)
+	t.Setenv("KRB5CCNAME", "FILE:"+filepath.Join(t.TempDir(), "no-ticket-yet"))
 	r := newRunner(t)
 	out, err := r.run(t.Context(), "", "login", "--gateway", url, "--sso")
 	if err == nil || !strings.Contains(err.Error(), "run kinit first") {
 		t.Fatalf("--sso without a ticket: %v %s", err, out)
 	}
-	cmd := exec.Command(kinit, user+"@"+d.Realm)
-	cmd.Stdin = strings.NewReader("Sso-Passw0rd!\n")
-	cmd.Env = append(os.Environ(), "KRB5_CONFIG="+d.Krb5Conf, "KRB5CCNAME=FILE:"+cache)
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("kinit: %v %s", err, b)
-	}
+	d.Kinit(t, user, "Sso-Passw0rd!")
 	out, err = r.run(t.Context(), "", "login", "--gateway", url, "--sso")
 	if err != nil || !strings.Contains(strings.ToLower(out), "as "+user) {
 		t.Fatalf("--sso with a kinit ticket: %v %s", err, out)

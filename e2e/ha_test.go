@@ -1,9 +1,6 @@
 package e2e
 
 import (
-	"crypto/rand"
-	"database/sql"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -17,30 +14,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/porthole/porthole/internal/pgtest"
+
 	_ "github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/porthole/porthole/internal/gwtest"
 )
 
-// haStore makes a schema of its own on the PostgreSQL server scripts/test
-// starts and returns the store DSN for it.
-func haStore(t *testing.T) string {
-	t.Helper()
-	addr, user, password, db := dbEnv(t, "PORTHOLE_TEST_POSTGRES")
-	dsn := fmt.Sprintf("postgres://%s:%s@%s/%s?sslmode=disable", user, password, addr, db)
-	b := make([]byte, 6)
-	rand.Read(b)
-	schema := "ha_" + hex.EncodeToString(b)
-	admin, err := sql.Open("pgx", dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := admin.Exec("CREATE SCHEMA " + schema); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { admin.Exec("DROP SCHEMA " + schema + " CASCADE"); admin.Close() })
-	return dsn + "&search_path=" + schema
-}
+// haStore is a store DSN in a schema of the test's own on the PostgreSQL
+// server scripts/test starts.
+func haStore(t *testing.T) string { return pgtest.Schema(t) }
 
 // startGatewayOn runs a porthole-gateway process on the given store.
 func startGatewayOn(t *testing.T, name, store string) *gatewayProc {

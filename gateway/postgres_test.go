@@ -2,9 +2,6 @@ package gateway
 
 import (
 	"bytes"
-	"crypto/rand"
-	"database/sql"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,38 +11,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/porthole/porthole/internal/pgtest"
+
 	"github.com/porthole/porthole/wire"
 )
 
-// postgresStore makes a schema of its own on the PostgreSQL server
-// scripts/test starts and returns the store DSN for it.
-func postgresStore(t testing.TB) string {
-	t.Helper()
-	addr := os.Getenv("PORTHOLE_TEST_POSTGRES")
-	if addr == "" {
-		if os.Getenv("PORTHOLE_REQUIRE_DB") != "" {
-			t.Fatal("PORTHOLE_TEST_POSTGRES is not set although scripts/test should have started PostgreSQL")
-		}
-		t.Skip("PORTHOLE_TEST_POSTGRES is not set: run scripts/test, which starts PostgreSQL")
-	}
-	dsn := fmt.Sprintf("postgres://%s:%s@%s/%s?sslmode=disable", os.Getenv("PORTHOLE_TEST_DB_USER"), os.Getenv("PORTHOLE_TEST_DB_PASSWORD"),
-		addr, os.Getenv("PORTHOLE_TEST_DB_NAME"))
-	b := make([]byte, 6)
-	rand.Read(b)
-	schema := "g_" + hex.EncodeToString(b)
-	admin, err := sql.Open("pgx", dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := admin.Exec("CREATE SCHEMA " + schema); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		admin.Exec("DROP SCHEMA " + schema + " CASCADE")
-		admin.Close()
-	})
-	return dsn + "&search_path=" + schema
-}
+// postgresStore is a store DSN in a schema of the test's own on the
+// PostgreSQL server scripts/test starts.
+func postgresStore(t testing.TB) string { return pgtest.Schema(t) }
 
 // TestGatewaysSharePostgres: two gateways on one PostgreSQL. A sign-in on
 // one works on the other, a tunnel made on one opens on the other, and a

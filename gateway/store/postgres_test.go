@@ -2,52 +2,18 @@ package store
 
 import (
 	"context"
-	"crypto/rand"
-	"database/sql"
-	"encoding/hex"
-	"fmt"
-	"os"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/porthole/porthole/internal/pgtest"
 )
 
-// postgresDSN is the private PostgreSQL server scripts/test starts
-// (PORTHOLE_TEST_POSTGRES); without it the test is skipped, or fails under
-// PORTHOLE_REQUIRE_DB=1.
-func postgresDSN(t testing.TB) string {
-	t.Helper()
-	addr := os.Getenv("PORTHOLE_TEST_POSTGRES")
-	if addr == "" {
-		if os.Getenv("PORTHOLE_REQUIRE_DB") != "" {
-			t.Fatal("PORTHOLE_TEST_POSTGRES is not set although scripts/test should have started PostgreSQL")
-		}
-		t.Skip("PORTHOLE_TEST_POSTGRES is not set: run scripts/test, which starts PostgreSQL")
-	}
-	return fmt.Sprintf("postgres://%s:%s@%s/%s?sslmode=disable", os.Getenv("PORTHOLE_TEST_DB_USER"), os.Getenv("PORTHOLE_TEST_DB_PASSWORD"),
-		addr, os.Getenv("PORTHOLE_TEST_DB_NAME"))
-}
-
-// openPostgres opens a store in a schema of its own on the test server,
-// dropped when the test ends.
+// openPostgres opens a store in a schema of its own on the test server
+// (internal/pgtest), dropped when the test ends.
 func openPostgres(t testing.TB) *SQLite {
 	t.Helper()
-	dsn := postgresDSN(t)
-	b := make([]byte, 6)
-	rand.Read(b)
-	schema := "t_" + hex.EncodeToString(b)
-	admin, err := sql.Open("pgx", dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := admin.Exec("CREATE SCHEMA " + schema); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		admin.Exec("DROP SCHEMA " + schema + " CASCADE")
-		admin.Close()
-	})
-	s, err := OpenPostgres(context.Background(), dsn+"&search_path="+schema, "")
+	s, err := OpenPostgres(context.Background(), pgtest.Schema(t), "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,23 +47,13 @@ func TestPostgresNamesIgnoreCase(t *testing.T) {
 }
 
 func TestPostgresConcurrentFirstStart(t *testing.T) {
-	dsn := postgresDSN(t)
-	b := make([]byte, 6)
-	rand.Read(b)
-	schema := "t_" + hex.EncodeToString(b)
-	admin, err := sql.Open("pgx", dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close()
-	admin.Exec("CREATE SCHEMA " + schema)
-	defer admin.Exec("DROP SCHEMA " + schema + " CASCADE")
+	dsn := pgtest.Schema(t)
 	// Three gateways start at once on an empty database: one migrates,
 	// the others wait and find it done.
 	errs := make(chan error, 3)
 	for range 3 {
 		go func() {
-			s, err := OpenPostgres(context.Background(), dsn+"&search_path="+schema, "")
+			s, err := OpenPostgres(context.Background(), dsn, "")
 			if err == nil {
 				s.Close()
 			}

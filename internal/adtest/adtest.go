@@ -11,6 +11,8 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"unicode/utf16"
@@ -176,4 +178,25 @@ func unicodePwd(pw string) string {
 		binary.LittleEndian.PutUint16(b[2*i:], r)
 	}
 	return string(b)
+}
+
+// Kinit gets a Kerberos ticket for user with Debian's MIT kinit, as a user
+// on a domain-joined Linux machine would, into a ticket cache of the
+// test's own, and points KRB5_CONFIG and KRB5CCNAME at it for the rest of
+// the test.
+func (d *Domain) Kinit(t *testing.T, user, password string) {
+	t.Helper()
+	kinit, err := exec.LookPath("kinit")
+	if err != nil {
+		t.Fatal("kinit is missing (Debian's krb5-user): scripts/test installs it")
+	}
+	cache := "FILE:" + filepath.Join(t.TempDir(), "krb5cc")
+	t.Setenv("KRB5_CONFIG", d.Krb5Conf)
+	t.Setenv("KRB5CCNAME", cache)
+	cmd := exec.Command(kinit, user+"@"+d.Realm)
+	cmd.Stdin = strings.NewReader(password + "\n")
+	cmd.Env = append(os.Environ(), "KRB5_CONFIG="+d.Krb5Conf, "KRB5CCNAME="+cache)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("kinit %s: %v %s", user, err, b)
+	}
 }
