@@ -13,86 +13,102 @@ import (
 	"github.com/porthole/porthole/gateway/ticket"
 )
 
-// settingTicketKeys holds the ticket keys made by rotations, newest
-// first, as JSON; the first key (settingTicketKey) is the oldest.
+// settingTicketKeys holds every ticket key once a rotation happened,
+// newest first, as JSON; before that the one key is settingTicketKey.
 const settingTicketKeys = "ticket_keys"
 
-// keyRetention is how long a rotated-out key still verifies: longer than
-// any ticket or API token lives.
+// settingCSRFKey is the portal's CSRF secret: separate from the ticket
+// keys, so rotating them neither breaks open forms nor keeps an old key.
+const settingCSRFKey = "csrf_key"
+
+// keyRetention is how long a key still verifies after it stopped
+// signing: longer than any ticket or API token it signed can live.
 const keyRetention = maxTokenLifetime + 24*time.Hour
 
 type storedKey struct {
-	Key     string    `json:"key"`
-	Created time.Time `json:"created"`
+	Key string `json:"key"`
+	// Retired is when a newer key took over signing; zero for the newest.
+	Retired time.Time `json:"retired,omitzero"`
 }
 
-// loadKeys builds the signer from the store's keys: the newest signs,
-// all verify.
+// loadKeys builds the signer from the store's keys (the newest signs, all
+// verify) and reads the CSRF secret, making it on first use.
 func (s *Server) loadKeys(ctx context.Context) error {
-	first, err := s.st.Setting(ctx, settingTicketKey)
-	if err != nil {
-		return fmt.Errorf("read the ticket key: %w", err)
-	}
-	rotated, err := s.rotatedKeys(ctx)
+	keys, err := s.storedKeys(ctx)
 	if err != nil {
 		return err
 	}
-	var keys [][]byte
-	for _, k := range rotated {
+	var raw [][]byte
+	for _, k := range keys {
 		b, err := base64.StdEncoding.DecodeString(k.Key)
 		if err != nil {
 			return fmt.Errorf("a stored ticket key is corrupt: %w", err)
 		}
-		keys = append(keys, b)
+		raw = append(raw, b)
 	}
-	b, err := base64.StdEncoding.DecodeString(first)
-	if err != nil {
-		return fmt.Errorf("the stored ticket key is corrupt: %w", err)
-	}
-	keys = append(keys, b)
-	signer, err := ticket.NewSigner(keys...)
+	signer, err := ticket.NewSigner(raw...)
 	if err != nil {
 		return err
 	}
+	b := make([]byte, 32)
+	rand.Read(b)
+	enc, err := s.st.SetSettingIfAbsent(ctx, settingCSRFKey, base64.StdEncoding.EncodeToString(b))
+	if err != nil {
+		return fmt.Errorf("the CSRF key: %w", err)
+	}
+	csrf, err := base64.StdEncoding.DecodeString(enc)
+	if err != nil || len(csrf) < 16 {
+		return errors.New("the stored CSRF key is corrupt")
+	}
+	s.csrfKey.Store(&csrf)
 	s.signer.Store(signer)
 	return nil
 }
 
-func (s *Server) rotatedKeys(ctx context.Context) ([]storedKey, error) {
+// storedKeys are the ticket keys, newest first.
+func (s *Server) storedKeys(ctx context.Context) ([]storedKey, error) {
 	v, err := s.st.Setting(ctx, settingTicketKeys)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, nil
+		first, err := s.st.Setting(ctx, settingTicketKey)
+		if err != nil {
+			return nil, fmt.Errorf("read the ticket key: %w", err)
+		}
+		return []storedKey{{Key: first}}, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read the ticket keys: %w", err)
 	}
 	var keys []storedKey
-	if err := json.Unmarshal([]byte(v), &keys); err != nil {
-		return nil, fmt.Errorf("the stored ticket keys are corrupt: %w", err)
+	if err := json.Unmarshal([]byte(v), &keys); err != nil || len(keys) == 0 {
+		return nil, fmt.Errorf("the stored ticket keys are corrupt: %v", err)
 	}
 	return keys, nil
 }
 
 // RotateTicketKey makes a new ticket signing key. New tickets are signed
 // with it at once, on every gateway sharing the store; tickets and API
-// tokens signed with the older keys stay valid until they expire (keys
-// older than a token can live are dropped). No one is signed out.
+// tokens signed with the older keys stay valid until they expire, and a
+// key is dropped once nothing it signed can still be valid. No one is
+// signed out.
 func (s *Server) RotateTicketKey(ctx context.Context, actor string) error {
-	keys, err := s.rotatedKeys(ctx)
+	keys, err := s.storedKeys(ctx)
 	if err != nil {
 		return internal(err)
 	}
 	b := make([]byte, 32)
 	rand.Read(b)
 	now := s.cfg.Now().UTC()
-	next := []storedKey{{Key: base64.StdEncoding.EncodeToString(b), Created: now}}
+	next := []storedKey{{Key: base64.StdEncoding.EncodeToString(b)}}
 	for _, k := range keys {
-		if now.Sub(k.Created) < keyRetention {
+		if k.Retired.IsZero() {
+			k.Retired = now
+		}
+		if now.Sub(k.Retired) < keyRetention {
 			next = append(next, k)
 		}
 	}
 	data, _ := json.Marshal(next)
-	actx, audited := s.audited(ctx, actor, "ticket_key.rotate", "gateway", map[string]int{"keys": len(keys) + 1}, map[string]int{"keys": len(next) + 1})
+	actx, audited := s.audited(ctx, actor, "ticket_key.rotate", "gateway", map[string]int{"keys": len(keys)}, map[string]int{"keys": len(next)})
 	if err := s.st.SetSetting(actx, settingTicketKeys, string(data)); err != nil {
 		return internal(err)
 	}

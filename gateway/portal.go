@@ -130,9 +130,9 @@ func redirect(w http.ResponseWriter, r *http.Request, path, flash string) {
 	http.Redirect(w, r, path, http.StatusSeeOther)
 }
 
-// csrfToken is bound to the session: HMAC of its id under the ticket key.
+// csrfToken is bound to the session: HMAC of its id under the CSRF key.
 func (s *Server) csrfToken(session string) string {
-	m := hmac.New(sha256.New, s.signer.Load().Key())
+	m := hmac.New(sha256.New, *s.csrfKey.Load())
 	m.Write([]byte("csrf:" + session))
 	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }

@@ -77,7 +77,9 @@ type Server struct {
 	audit  Audit
 	// signer signs with the newest ticket key and verifies with all the
 	// store holds (reloaded when another gateway rotates).
-	signer  atomic.Pointer[ticket.Signer]
+	signer atomic.Pointer[ticket.Signer]
+	// csrfKey is the portal's CSRF secret.
+	csrfKey atomic.Pointer[[]byte]
 	hash    HashParams
 	metrics *metrics
 	// tlsConfig is nil for plain HTTP.

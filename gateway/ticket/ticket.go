@@ -130,6 +130,5 @@ func (s *Signer) Verify(tok string, now time.Time) (Claims, error) {
 	return c, nil
 }
 
-// Key returns the oldest key, for deriving other secrets that should
-// outlive a rotation (the portal's CSRF tokens).
-func (s *Signer) Key() []byte { return s.keys[len(s.keys)-1] }
+// Keys says how many keys verify.
+func (s *Signer) Keys() int { return len(s.keys) }
