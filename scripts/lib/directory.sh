@@ -21,6 +21,12 @@ ad_admin_pw='Porthole-Adm1n!'
 ad_gw_pw='Porthole-Gw-Acc0unt!'
 echo "==> provisioning a Samba AD domain controller ($ad_realm) under $ad"
 pkill -f 'samba .*porthole-test' 2>/dev/null || true
+# A system Samba DC (started by its package) would hold the same ports.
+if command -v ss >/dev/null && ss -ltn | grep -qE '127\.0\.0\.1:389 |0\.0\.0\.0:389 |\*:389 '; then
+  echo "    something already listens on port 389; stopping a system samba-ad-dc"
+  (service samba-ad-dc stop || systemctl stop samba-ad-dc || pkill -x samba) >/dev/null 2>&1 || true
+  sleep 1
+fi
 install -d "$ad/tls"
 # A certificate for 127.0.0.1 and localhost, signed by a CA of its own.
 openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=Porthole test AD CA" \
