@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/porthole/porthole/tunnel"
+	"github.com/porthole/porthole/wire"
 )
 
 func itoa(n int) string { return strconv.Itoa(n) }
@@ -25,7 +26,7 @@ func explain(err error, gateway string) string {
 		}
 		return "Too many failed attempts. Wait a minute, then try again."
 	case errors.Is(err, tunnel.ErrUnauthorized):
-		if errors.As(err, &ae) && strings.Contains(ae.Message, "wrong user name or password") {
+		if errors.As(err, &ae) && ae.Code == wire.CodeWrongCredentials {
 			return "Wrong user name or password."
 		}
 		if errors.As(err, &ae) {

@@ -114,7 +114,7 @@ func (s *Server) signIn(ctx context.Context, c credentials, addr string) (LoginR
 		s.metrics.signinFailed.Inc()
 		s.recordFailure(ctx, username, addr)
 		s.audit.SignIn(ctx, username, addr, false, reason)
-		return errorf(http.StatusUnauthorized, "wrong user name or password")
+		return &Error{Status: http.StatusUnauthorized, Msg: "wrong user name or password", Code: wire.CodeWrongCredentials}
 	}
 	u, err := s.st.User(ctx, username)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
@@ -150,7 +150,7 @@ func (s *Server) signIn(ctx context.Context, c credentials, addr string) (LoginR
 	if u.Disabled {
 		ok = true // the password was right: the attempt does not count
 		s.audit.SignIn(ctx, u.Username, addr, false, "account disabled")
-		return LoginResponse{}, errorf(http.StatusForbidden, "this account is disabled; ask an administrator")
+		return LoginResponse{}, &Error{Status: http.StatusForbidden, Msg: "this account is disabled; ask an administrator", Code: wire.CodeAccountDisabled}
 	}
 	if err := s.checkSecondFactor(ctx, u, c.otp, addr); err != nil {
 		// A missing code is no failure; a wrong one counts like a wrong

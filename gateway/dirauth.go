@@ -13,6 +13,7 @@ import (
 	"github.com/porthole/porthole/gateway/acl"
 	"github.com/porthole/porthole/gateway/directory"
 	"github.com/porthole/porthole/gateway/store"
+	"github.com/porthole/porthole/wire"
 )
 
 // settingGroupMap holds the administrators' mapping of directory groups to
@@ -49,7 +50,7 @@ func (s *Server) directorySignIn(ctx context.Context, username, password, addr s
 		return store.User{}, fail("wrong password")
 	case errors.Is(err, directory.ErrDisabled):
 		s.audit.SignIn(ctx, username, addr, false, "account disabled in the directory")
-		return store.User{}, &Error{Status: http.StatusForbidden, Msg: "this account is disabled in the directory; ask your IT department", Err: errNotCounted}
+		return store.User{}, &Error{Status: http.StatusForbidden, Msg: "this account is disabled in the directory; ask your IT department", Err: errNotCounted, Code: wire.CodeAccountDisabled}
 	case err != nil:
 		s.log.Error("directory sign-in", "user", username, "err", err)
 		s.metrics.directoryErrors.Inc()
@@ -64,7 +65,7 @@ func (s *Server) directorySignIn(ctx context.Context, username, password, addr s
 	}
 	if u.Disabled {
 		s.audit.SignIn(ctx, u.Username, addr, false, "account disabled")
-		return store.User{}, &Error{Status: http.StatusForbidden, Msg: "this account is disabled; ask an administrator", Err: errNotCounted}
+		return store.User{}, &Error{Status: http.StatusForbidden, Msg: "this account is disabled; ask an administrator", Err: errNotCounted, Code: wire.CodeAccountDisabled}
 	}
 	return u, nil
 }

@@ -27,6 +27,8 @@ type Error struct {
 	Err    error
 	// RetryAfter, when set, is sent as the Retry-After header.
 	RetryAfter time.Duration
+	// Code is the wire error code (wire.Code...); "" for none.
+	Code string
 }
 
 func (e *Error) Error() string {
@@ -88,7 +90,16 @@ func writeError(log *slog.Logger, w http.ResponseWriter, r *http.Request, err er
 		w.Header().Set("WWW-Authenticate", `Bearer realm="porthole"`)
 	}
 	setRetryAfter(w, he)
-	writeJSON(w, he.Status, wire.Error{Error: he.Msg, Fields: he.Fields})
+	code := he.Code
+	if code == "" {
+		switch he.Status {
+		case http.StatusTooManyRequests:
+			code = wire.CodeRateLimited
+		case http.StatusServiceUnavailable:
+			code = wire.CodeUnavailable
+		}
+	}
+	writeJSON(w, he.Status, wire.Error{Error: he.Msg, Fields: he.Fields, Code: code})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -14,6 +14,7 @@ import (
 	"github.com/pquerna/otp/totp"
 
 	"github.com/porthole/porthole/gateway/store"
+	"github.com/porthole/porthole/wire"
 )
 
 // Second factor: time-based one-time codes (TOTP, RFC 6238), six digits
@@ -64,18 +65,18 @@ func (s *Server) checkSecondFactor(ctx context.Context, u store.User, code, addr
 	}
 	if code == "" {
 		return &Error{Status: http.StatusUnauthorized, Err: errNotCounted, Msg: "enter the code from your authenticator app",
-			Fields: map[string]string{"otp": "is required"}}
+			Fields: map[string]string{"otp": "is required"}, Code: wire.CodeOTPRequired}
 	}
 	step, ok := totpStep(u.TOTPSecret, code, s.cfg.Now())
 	if !ok {
 		s.metrics.signinFailed.Inc()
 		s.audit.SignIn(ctx, u.Username, addr, false, "wrong second-factor code")
-		return &Error{Status: http.StatusUnauthorized, Msg: "wrong code: enter the current code from your authenticator app", Fields: map[string]string{"otp": "is wrong"}}
+		return &Error{Status: http.StatusUnauthorized, Msg: "wrong code: enter the current code from your authenticator app", Fields: map[string]string{"otp": "is wrong"}, Code: wire.CodeOTPWrong}
 	}
 	if err := s.st.UseTOTPStep(ctx, u.Username, step); err != nil {
 		if errors.Is(err, store.ErrConflict) {
 			s.audit.SignIn(ctx, u.Username, addr, false, "second-factor code used again")
-			return &Error{Status: http.StatusUnauthorized, Msg: "this code was used already: wait for the next one", Fields: map[string]string{"otp": "was used already"}}
+			return &Error{Status: http.StatusUnauthorized, Msg: "this code was used already: wait for the next one", Fields: map[string]string{"otp": "was used already"}, Code: wire.CodeOTPWrong}
 		}
 		return internal(err)
 	}

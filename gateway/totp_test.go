@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/porthole/porthole/wire"
 	"github.com/pquerna/otp/totp"
 )
 
@@ -111,4 +112,40 @@ func TestAdminsMustUseASecondFactor(t *testing.T) {
 	g2 := startGateway(t, func(c *Config) { c.RequireAdminTOTP = true; c.DataDir = data })
 	code, _ := totp.GenerateCode(secret, time.Now())
 	g2.mustCall(200, "POST", "/api/v1/login", "", map[string]string{"username": "admin", "password": adminPassword, "otp": code})
+}
+
+// TestSignInErrorCodes: refusals carry a code for programs, so clients
+// never match English messages.
+func TestSignInErrorCodes(t *testing.T) {
+	g := startGateway(t)
+	admin := g.admin()
+	g.addUser(admin, "erin", "dev@Prod")
+	if err := g.SetSecondFactor(t.Context(), "test", "erin", "JBSWY3DPEHPK3PXP"); err != nil {
+		t.Fatal(err)
+	}
+	g.addUser(admin, "frank", "dev@Prod")
+	g.mustCall(200, "PUT", "/api/v1/admin/users/frank", admin, map[string]bool{"disabled": true})
+	for _, tc := range []struct {
+		user, password, otp string
+		status              int
+		code                string
+	}{
+		{"admin", "wrong-password", "", 401, wire.CodeWrongCredentials},
+		{"nobody", "whatever-pw", "", 401, wire.CodeWrongCredentials},
+		{"erin", "erin-password", "", 401, wire.CodeOTPRequired},
+		{"erin", "erin-password", "000000", 401, wire.CodeOTPWrong},
+		{"frank", "frank-password", "", 403, wire.CodeAccountDisabled},
+	} {
+		status, data, _ := g.call("POST", "/api/v1/login", "", map[string]string{"username": tc.user, "password": tc.password, "otp": tc.otp})
+		if e := errBody(t, data); status != tc.status || e.Code != tc.code {
+			t.Fatalf("%s: %d %s, want %d with code %s", tc.user, status, data, tc.status, tc.code)
+		}
+	}
+	for range 10 {
+		g.call("POST", "/api/v1/login", "", map[string]string{"username": "admin", "password": "wrong-password"})
+	}
+	status, data, _ := g.call("POST", "/api/v1/login", "", map[string]string{"username": "admin", "password": "wrong-password"})
+	if e := errBody(t, data); status != 429 || e.Code != wire.CodeRateLimited {
+		t.Fatalf("rate limited: %d %s", status, data)
+	}
 }

@@ -48,6 +48,9 @@ type APIError struct {
 	Message    string
 	Fields     map[string]string
 	RetryAfter time.Duration
+	// Code is the gateway's error code (wire.Code...), "" from older
+	// gateways.
+	Code string
 }
 
 func (e *APIError) Error() string { return e.Message }
@@ -273,7 +276,7 @@ func apiError(resp *http.Response, data []byte) error {
 	var body wire.Error
 	e := &APIError{Status: resp.StatusCode}
 	if json.Unmarshal(data, &body) == nil && body.Error != "" {
-		e.Message, e.Fields = body.Error, body.Fields
+		e.Message, e.Fields, e.Code = body.Error, body.Fields, body.Code
 	} else {
 		e.Message = fmt.Sprintf("the gateway answered %s", resp.Status)
 	}
@@ -307,7 +310,10 @@ func (c *Client) LoginWithCode(ctx context.Context, user, password, code string)
 
 // NeedsCode reports whether the gateway asks for a second-factor code.
 func (e *APIError) NeedsCode() bool {
-	return e.Status == http.StatusUnauthorized && e.Fields["otp"] == "is required"
+	if e.Code != "" {
+		return e.Code == wire.CodeOTPRequired
+	}
+	return e.Status == http.StatusUnauthorized && e.Fields["otp"] == "is required" // a gateway without codes
 }
 
 // LoginKerberos signs in with the user's Kerberos credentials (single

@@ -66,7 +66,20 @@ type Error struct {
 	Error string `json:"error"`
 	// Fields maps request fields to what is wrong with each, for forms.
 	Fields map[string]string `json:"fields,omitempty"`
+	// Code names the refusal for programs, so clients never match the
+	// English message; "" when the status says enough.
+	Code string `json:"code,omitempty"`
 }
+
+// Error codes (Error.Code) of refused sign-ins.
+const (
+	CodeWrongCredentials = "wrong_credentials" // 401: the user name or password is wrong
+	CodeOTPRequired      = "otp_required"      // 401: the account needs its second-factor code
+	CodeOTPWrong         = "otp_wrong"         // 401: the code is wrong or was used already
+	CodeAccountDisabled  = "account_disabled"  // 403: the account is disabled (here or in the directory)
+	CodeRateLimited      = "rate_limited"      // 429: too many failures; see Retry-After
+	CodeUnavailable      = "unavailable"       // 503: busy, or the directory does not answer; see Retry-After
+)
 
 // ErrProtocol is returned when the peer breaks the stream protocol.
 var ErrProtocol = errors.New("tunnel protocol error")
