@@ -212,8 +212,10 @@ func New(ctx context.Context, cfg Config, st store.Store) (*Server, error) {
 	s.upgrader = websocket.Upgrader{
 		HandshakeTimeout: 10 * time.Second,
 		Subprotocols:     []string{wire.Subprotocol},
-		// The origin was checked before the target was dialled.
-		CheckOrigin: func(*http.Request) bool { return true },
+		// The same check serveProxy makes before the target is dialled (so
+		// a refusal there is a clear JSON answer); here it guards the
+		// upgrade itself too.
+		CheckOrigin: sameOrigin,
 		// Reads reuse the HTTP server's 4 KiB reader; writes use pooled
 		// buffers, held only while a message is written.
 		WriteBufferPool: &sync.Pool{},
