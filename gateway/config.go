@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/porthole/porthole/gateway/store"
+	"github.com/porthole/porthole/internal/duration"
 	"github.com/porthole/porthole/internal/jsonpos"
 	"github.com/porthole/porthole/internal/winsvc"
 )
@@ -347,30 +348,8 @@ func LoadConfig(path string) (Config, error) {
 }
 
 // Duration is a time.Duration written in JSON as "90s"/"24h" or a number of
-// seconds.
-type Duration time.Duration
-
-// UnmarshalJSON implements json.Unmarshaler.
-func (d *Duration) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err == nil {
-		v, err := time.ParseDuration(s)
-		if err != nil {
-			return fmt.Errorf("duration %q: write it like \"90s\" or \"24h\"", s)
-		}
-		*d = Duration(v)
-		return nil
-	}
-	var n float64
-	if err := json.Unmarshal(b, &n); err != nil {
-		return fmt.Errorf("duration must be a string like \"24h\" or a number of seconds")
-	}
-	*d = Duration(n * float64(time.Second))
-	return nil
-}
-
-// MarshalJSON implements json.Marshaler.
-func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+// seconds (one type for the gateway's and the launcher's files).
+type Duration = duration.Duration
 
 // FlexInt is an integer that JSON may write as a number or a numeric
 // string, as the seed's configuration does ("socketPort": "234").

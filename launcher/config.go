@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/porthole/porthole/internal/duration"
 )
 
 // Config is the launcher's JSON configuration (--config FILE). Every field
@@ -43,26 +45,7 @@ type Config struct {
 }
 
 // Duration is a time.Duration written as "30s" or a number of seconds.
-type Duration time.Duration
-
-// UnmarshalJSON implements json.Unmarshaler.
-func (d *Duration) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err == nil {
-		v, err := time.ParseDuration(s)
-		if err != nil {
-			return fmt.Errorf("duration %q: write it like \"30s\"", s)
-		}
-		*d = Duration(v)
-		return nil
-	}
-	var n float64
-	if err := json.Unmarshal(b, &n); err != nil {
-		return errors.New("a duration is a string like \"30s\" or a number of seconds")
-	}
-	*d = Duration(n * float64(time.Second))
-	return nil
-}
+type Duration = duration.Duration
 
 // LoadConfig reads a config file and resolves its paths.
 func LoadConfig(path string) (Config, error) {
