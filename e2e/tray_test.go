@@ -3,7 +3,6 @@ package e2e
 import (
 	"encoding/json"
 	"errors"
-	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -13,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/porthole/porthole/internal/xvfbtest"
 
 	"github.com/porthole/porthole/internal/gwtest"
 )
@@ -58,41 +59,6 @@ func buildTray(t *testing.T) string {
 	return out
 }
 
-// xvfb starts a virtual X display and returns its name (":N"). Xvfb picks
-// a free display and writes its number to stdout once it accepts clients.
-func xvfb(t *testing.T) string {
-	t.Helper()
-	cmd := exec.Command("Xvfb", "-displayfd", "1", "-screen", "0", "1024x700x24", "-nolisten", "tcp")
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var xlog strings.Builder
-	cmd.Stderr = &xlog
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	line := make(chan string, 1)
-	go func() {
-		var b [16]byte
-		n, _ := stdout.Read(b[:])
-		line <- strings.TrimSpace(string(b[:n]))
-		io.Copy(io.Discard, stdout)
-	}()
-	var num string
-	select {
-	case num = <-line:
-	case <-time.After(30 * time.Second):
-		t.Fatal("Xvfb did not report a display within 30 s")
-	}
-	if num == "" {
-		cmd.Wait()
-		t.Fatalf("Xvfb did not start: %s", xlog.String())
-	}
-	return ":" + num
-}
-
 // TestTrayBinary runs the real porthole-tray under Xvfb: it starts with the
 // sign-in the CLI made, opens its window, auto-starts a tunnel that
 // carries bytes, and SIGTERM ends it within 2 seconds with the port closed.
@@ -123,7 +89,7 @@ func TestTrayBinary(t *testing.T) {
 	b, _ = json.MarshalIndent(st, "", "  ")
 	os.WriteFile(settingsPath, b, 0o600)
 
-	display := xvfb(t)
+	display := xvfbtest.Start(t)
 	cmd := exec.Command(tray)
 	cmd.Env = append(c.env, "DISPLAY="+display, "DBUS_SESSION_BUS_ADDRESS=", "LANG=C.UTF-8")
 	logFile := filepath.Join(t.TempDir(), "tray.log")

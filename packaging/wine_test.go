@@ -20,6 +20,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/porthole/porthole/internal/xvfbtest"
+
 	"github.com/porthole/porthole/gateway"
 	"github.com/porthole/porthole/internal/gwtest"
 )
@@ -572,7 +574,7 @@ func trayUnderWine(t *testing.T, w *winePrefix, gateway string) {
 			t.Fatalf("%s is missing: scripts/test installs it", tool)
 		}
 	}
-	display := xvfb(t)
+	display := xvfbtest.Start(t)
 	env := append(slices.Clone(w.env), "DISPLAY="+display)
 	x := func(args ...string) string {
 		t.Helper()
@@ -712,37 +714,6 @@ func trayUnderWine(t *testing.T, w *winePrefix, gateway string) {
 		t.Fatal("the tunnel still listens after Quit")
 	}
 	_ = gateway
-}
-
-// xvfb starts a virtual display and returns its name (":N").
-func xvfb(t *testing.T) string {
-	t.Helper()
-	cmd := exec.Command("Xvfb", "-displayfd", "1", "-screen", "0", "1024x700x24", "-nolisten", "tcp")
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	line := make(chan string, 1)
-	go func() {
-		var b [16]byte
-		n, _ := stdout.Read(b[:])
-		line <- strings.TrimSpace(string(b[:n]))
-		io.Copy(io.Discard, stdout)
-	}()
-	select {
-	case n := <-line:
-		if n == "" {
-			t.Fatal("Xvfb did not start")
-		}
-		return ":" + n
-	case <-time.After(30 * time.Second):
-		t.Fatal("Xvfb did not report a display within 30 s")
-	}
-	return ""
 }
 
 // artifacts is where screenshots go (scripts/test sets PORTHOLE_ARTIFACTS).
