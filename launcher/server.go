@@ -357,8 +357,15 @@ func (s *Server) run(ctx context.Context, c net.Conn, log *slog.Logger, plan *Pl
 	go func() {
 		select {
 		case <-done:
-			log.Info("process exited; closing the client", "exit", exitText(status))
-			cancelPipe(errors.New("process exited"))
+			// What the process wrote before it exited is still in its
+			// socket: let the pipe deliver it (and pass on the end of
+			// stream) before the client is cut off.
+			log.Info("process exited; closing the client after its last output", "exit", exitText(status))
+			select {
+			case <-time.After(exitDrain):
+				cancelPipe(errors.New("process exited"))
+			case <-pipeCtx.Done():
+			}
 		case <-pipeCtx.Done():
 		}
 	}()
@@ -366,6 +373,10 @@ func (s *Server) run(ctx context.Context, c net.Conn, log *slog.Logger, plan *Pl
 	cancelPipe(nil)
 	log.Info("connection ended", "to_process", st.AToB, "from_process", st.BToA, "err", err)
 }
+
+// exitDrain bounds how long a client stays connected after its process
+// exited, for the process's last output to reach it.
+const exitDrain = 2 * time.Second
 
 // waitListening dials the process's port until it accepts (that
 // connection is the one used), the process exits (500), or startTimeout
