@@ -15,26 +15,6 @@ import (
 	"github.com/porthole/porthole/tunnel"
 )
 
-// Backend is what the UI needs from Porthole; *tunnel.Service is one.
-type Backend interface {
-	Settings() tunnel.Settings
-	SettingsProblem() string
-	Identity() (gateway, user string)
-	Resume(ctx context.Context) error
-	SignIn(ctx context.Context, gateway, user, password string) error
-	SignInWith(ctx context.Context, gateway string, l tunnel.Login) error
-	SignOut(ctx context.Context) error
-	Refresh(ctx context.Context) error
-	Tunnels() []tunnel.TunnelView
-	Open(ctx context.Context, name string) error
-	Close(name string) error
-	Toggle(ctx context.Context, name string) error
-	OpenAll(ctx context.Context) error
-	SetLocalPort(ctx context.Context, name string, port int) error
-	SetAutoStart(name string, on bool) error
-	Shutdown(ctx context.Context) error
-}
-
 // Options configure the UI; zero fields mean the defaults.
 type Options struct {
 	// Do runs a UI change from a goroutine; nil means fyne.Do.
@@ -60,7 +40,7 @@ type Autostart interface {
 // UI is the running desktop UI.
 type UI struct {
 	app  fyne.App
-	be   Backend
+	be   *tunnel.Service
 	opts Options
 	log  *slog.Logger
 	win  fyne.Window
@@ -85,7 +65,7 @@ var (
 )
 
 // New builds the UI over be; Start shows it.
-func New(a fyne.App, be Backend, opts Options) *UI {
+func New(a fyne.App, be *tunnel.Service, opts Options) *UI {
 	if opts.Do == nil {
 		opts.Do = fyne.Do
 	}

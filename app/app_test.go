@@ -446,7 +446,6 @@ func TestNoTrayHostQuitsOnClose(t *testing.T) {
 }
 
 // The real backend is the tunnel package's Service.
-var _ Backend = (*tunnel.Service)(nil)
 
 // TestFailureNotifications: the user is told when a tunnel's target is
 // down and when their access was removed, not left with a silent close.

@@ -1,7 +1,6 @@
 // Package app is Porthole's desktop UI, built with Fyne: the sign-in form,
 // the main window with one row per tunnel, and the tray menu. It is a view
-// over a Backend (tunnel.Service in the real app); it holds no tunnel
-// logic of its own. It takes a fyne.App, so tests run it with Fyne's test
+// over a tunnel.Service; it holds no tunnel logic of its own. It takes a fyne.App, so tests run it with Fyne's test
 // driver; only cmd/porthole-tray creates the real app.
 //
 // Every UI change made from a goroutine goes through Options.Do (fyne.Do
