@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"os"
 	"os/user"
-	"path/filepath"
 	"strings"
 	"sync"
 	"text/tabwriter"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/porthole/porthole/gateway/acl"
 	"github.com/porthole/porthole/gateway/store"
+	"github.com/porthole/porthole/internal/conffile"
 )
 
 // ErrUsage marks a command line that could not be understood; main exits
@@ -510,22 +510,7 @@ func createDefault(path, content string) error {
 	if path == "" {
 		return fmt.Errorf("%w: --create-config needs --config FILE", ErrUsage)
 	}
-	if _, err := os.Stat(path); err == nil {
-		return nil
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
-		return fmt.Errorf("create config: %w", err)
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
-	if err != nil {
-		if os.IsExist(err) {
-			return nil
-		}
-		return fmt.Errorf("create config: %w", err)
-	}
-	defer f.Close()
-	_, err = f.WriteString(content)
-	return err
+	return conffile.WriteIfAbsent(path, content)
 }
 
 // runMigrate copies the configured SQLite store into an empty PostgreSQL

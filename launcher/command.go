@@ -1,6 +1,7 @@
 package launcher
 
 import (
+	"github.com/porthole/porthole/internal/conffile"
 	"github.com/porthole/porthole/internal/version"
 
 	"context"
@@ -186,18 +187,8 @@ func createDefault(path string) error {
 	if _, err := os.Stat(path); err == nil {
 		return nil
 	}
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(filepath.Join(dir, "rules"), 0o750); err != nil {
+	if err := os.MkdirAll(filepath.Join(filepath.Dir(path), "rules"), 0o750); err != nil {
 		return fmt.Errorf("create config: %w", err)
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
-	if err != nil {
-		if os.IsExist(err) {
-			return nil
-		}
-		return fmt.Errorf("create config: %w", err)
-	}
-	defer f.Close()
-	_, err = f.WriteString("{\n  \"listen\": \"127.0.0.1:19340\",\n  \"rulesDir\": \"rules\",\n  \"imageFolder\": \"images\"\n}\n")
-	return err
+	return conffile.WriteIfAbsent(path, "{\n  \"listen\": \"127.0.0.1:19340\",\n  \"rulesDir\": \"rules\",\n  \"imageFolder\": \"images\"\n}\n")
 }
