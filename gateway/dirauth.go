@@ -262,7 +262,7 @@ func (s *Server) SetGroupMappings(ctx context.Context, actor string, ms []GroupM
 		m.DirectoryGroup = strings.TrimSpace(m.DirectoryGroup)
 		m.Group = strings.TrimSpace(m.Group)
 		key := fmt.Sprintf("mappings[%d]", i)
-		if m.DirectoryGroup == "" || len(m.DirectoryGroup) > 256 || strings.ContainsFunc(m.DirectoryGroup, isControl) {
+		if m.DirectoryGroup == "" || checkText(m.DirectoryGroup, 256) != nil {
 			fields[key] = "directoryGroup must be a group name of 1-256 printable characters"
 			continue
 		}
@@ -302,8 +302,6 @@ func (s *Server) SetGroupMappings(ctx context.Context, actor string, ms []GroupM
 	audited()
 	return out, nil
 }
-
-func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
 
 func (s *Server) getDirectory(w http.ResponseWriter, r *http.Request, p *principal) error {
 	info, err := s.Directory(r.Context())

@@ -39,12 +39,22 @@ func (s *Server) localLive(keep func(*liveConn) bool) []liveView {
 	return out
 }
 
-// publishLive writes this gateway's live connections for the others.
-func (s *Server) publishLive(ctx context.Context) {
-	b, _ := json.Marshal(liveSnapshot{At: s.cfg.Now().UTC(), Conns: s.localLive(nil)})
-	if err := s.st.SetSetting(ctx, settingLivePrefix+s.cfg.Name, string(b)); err != nil && ctx.Err() == nil {
-		s.log.Warn("publish the live connections for the other gateways", "err", err)
+// publishLive writes this gateway's live connections for the others. An
+// idle gateway writes once, not every period (an empty list cannot go
+// stale): *wroteEmpty remembers that the last write was empty.
+func (s *Server) publishLive(ctx context.Context, wroteEmpty *bool) {
+	conns := s.localLive(nil)
+	if len(conns) == 0 && *wroteEmpty {
+		return
 	}
+	b, _ := json.Marshal(liveSnapshot{At: s.cfg.Now().UTC(), Conns: conns})
+	if err := s.st.SetSetting(ctx, settingLivePrefix+s.cfg.Name, string(b)); err != nil {
+		if ctx.Err() == nil {
+			s.log.Warn("publish the live connections for the other gateways", "err", err)
+		}
+		return
+	}
+	*wroteEmpty = len(conns) == 0
 }
 
 // LiveConnections lists the live connections of a tunnel on this gateway

@@ -355,8 +355,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			// gateway (Connections page).
 			t := time.NewTicker(livePublishPeriod)
 			defer t.Stop()
+			wroteEmpty := false
 			for {
-				s.publishLive(rctx)
+				s.publishLive(rctx, &wroteEmpty)
 				select {
 				case <-rctx.Done():
 					dctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

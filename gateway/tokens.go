@@ -57,7 +57,7 @@ func tokenInfo(se store.Session) TokenInfo {
 func (s *Server) CreateToken(ctx context.Context, actor string, spec TokenSpec) (TokenInfo, error) {
 	fields := map[string]string{}
 	spec.Name = strings.TrimSpace(spec.Name)
-	if spec.Name == "" || len(spec.Name) > 100 || strings.ContainsFunc(spec.Name, isControl) {
+	if spec.Name == "" || checkText(spec.Name, 100) != nil {
 		fields["name"] = "must be 1-100 printable characters, saying what the token is for"
 	}
 	if spec.User == "" {

@@ -191,9 +191,8 @@ func GroupFilter(template, dn string) string {
 	return strings.ReplaceAll(template, "{dn}", ldap.EscapeFilter(dn))
 }
 
-// connect dials the directory, secures the connection and binds as the
-// service account.
-func (d *Directory) connect(ctx context.Context) (*ldap.Conn, error) {
+// dial opens a secured connection to the directory, not yet bound.
+func (d *Directory) dial(ctx context.Context) (*ldap.Conn, error) {
 	dialer := &net.Dialer{Timeout: d.cfg.Timeout}
 	if dl, ok := ctx.Deadline(); ok {
 		dialer.Deadline = dl
@@ -208,6 +207,15 @@ func (d *Directory) connect(ctx context.Context) (*ldap.Conn, error) {
 			c.Close()
 			return nil, fmt.Errorf("%w: StartTLS with %s: %v", ErrUnavailable, d.cfg.URL, err)
 		}
+	}
+	return c, nil
+}
+
+// connect dials the directory and binds as the service account.
+func (d *Directory) connect(ctx context.Context) (*ldap.Conn, error) {
+	c, err := d.dial(ctx)
+	if err != nil {
+		return nil, err
 	}
 	if err := c.Bind(d.cfg.BindDN, d.cfg.BindPassword); err != nil {
 		c.Close()
@@ -238,17 +246,11 @@ func (d *Directory) Authenticate(ctx context.Context, username, password string)
 	}
 	// The password is proved on a connection of its own, so the service
 	// account's bind stays on the searching one.
-	uc, err := ldap.DialURL(d.cfg.URL, ldap.DialWithDialer(&net.Dialer{Timeout: d.cfg.Timeout}), ldap.DialWithTLSConfig(d.tls))
+	uc, err := d.dial(ctx)
 	if err != nil {
-		return Account{}, fmt.Errorf("%w: connect to %s: %v", ErrUnavailable, d.cfg.URL, err)
+		return Account{}, err
 	}
 	defer uc.Close()
-	uc.SetTimeout(d.cfg.Timeout)
-	if d.cfg.StartTLS && strings.HasPrefix(d.cfg.URL, "ldap://") {
-		if err := uc.StartTLS(d.tls); err != nil {
-			return Account{}, fmt.Errorf("%w: StartTLS with %s: %v", ErrUnavailable, d.cfg.URL, err)
-		}
-	}
 	if err := uc.Bind(acct.DN, password); err != nil {
 		return Account{}, bindError(err)
 	}
