@@ -97,3 +97,12 @@ func (e *CloseError) Error() string {
 	}
 	return fmt.Sprintf("closed by peer: %s (code %d)", e.Reason, e.Code)
 }
+
+// Names of the multiplexed session protocol (package wire/mux).
+const (
+	// MuxSubprotocol is the Sec-WebSocket-Protocol of a session that
+	// carries many streams and survives a dropped WebSocket.
+	MuxSubprotocol = "porthole.mux.v1"
+	// MuxPath is where sessions are opened and resumed.
+	MuxPath = "/ws-mux"
+)

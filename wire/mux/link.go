@@ -1,0 +1,517 @@
+package mux
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// Frame types: the first byte of every binary WebSocket message on a link.
+const (
+	frameData = 'D' // stream bytes follow
+	frameAck  = 'A' // 8 bytes, big-endian: the bytes the sender has consumed so far
+)
+
+// maxFrame bounds one data message; maxWindow bounds any side's window.
+const (
+	maxFrame  = 256 << 10
+	maxWindow = 64 << 20
+)
+
+// ErrLinkExpired ends a link that stayed without a WebSocket for longer
+// than its resume limit.
+var ErrLinkExpired = errors.New("the connection to the other side was lost for longer than the resume limit")
+
+// link is a byte stream that outlives the WebSockets that carry it. Each
+// side keeps what it sent until the peer says it consumed it (an
+// acknowledgement counts bytes from the start of the link), so when a
+// WebSocket drops, a new one resumes where the peer's count stands: nothing
+// is lost or repeated. The bytes not yet acknowledged are bounded by
+// window; Write blocks beyond it, which is also the link's flow control.
+//
+// A link is a net.Conn for the multiplexer above it. Its deadlines are not
+// supported (the multiplexer does not use them).
+type link struct {
+	window     int
+	pingPeriod time.Duration
+	pongWait   time.Duration
+	// onDetach is called (on its own goroutine) when the WebSocket drops.
+	onDetach func()
+
+	// mu guards everything below; cond is signalled on every change.
+	mu   sync.Mutex
+	cond *sync.Cond
+
+	// Sending: out holds bytes [outAcked, outWritten).
+	out        []byte
+	outAcked   uint64
+	outWritten uint64
+	// outSent is how far the current WebSocket has been given bytes.
+	outSent uint64
+
+	// Receiving: in holds bytes [inRead, inReceived).
+	in         []byte
+	inRead     uint64
+	inReceived uint64
+	inAcked    uint64 // the last count we acknowledged
+	ackTimer   *time.Timer
+	recRemain  int // data bytes left in the record being read
+	// onControl receives control records, on the reading goroutine.
+	onControl func([]byte)
+
+	ws        *websocket.Conn
+	gen       int       // counts attachments, so a stale reader cannot detach a new one
+	detached  time.Time // when the last WebSocket dropped; zero while attached
+	closedErr error
+
+	// wmu serialises writes to the WebSocket; send is signalled when there
+	// is something to send.
+	wmu  sync.Mutex
+	send chan struct{}
+	done chan struct{}
+}
+
+func newLink(window int, pingPeriod, pongWait time.Duration, onDetach func()) *link {
+	l := &link{window: window, pingPeriod: pingPeriod, pongWait: pongWait, onDetach: onDetach,
+		send: make(chan struct{}, 1), done: make(chan struct{})}
+	l.cond = sync.NewCond(&l.mu)
+	go l.sender()
+	return l
+}
+
+// Received is how many bytes of the peer's stream this side has taken in;
+// a resuming peer sends from there.
+func (l *link) Received() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.inReceived
+}
+
+// attach makes ws carry the link from now on. peerReceived is how many of
+// our bytes the peer has; everything after it is sent again.
+func (l *link) attach(ws *websocket.Conn, peerReceived uint64) error {
+	l.mu.Lock()
+	if l.closedErr != nil {
+		l.mu.Unlock()
+		return l.closedErr
+	}
+	if peerReceived < l.outAcked || peerReceived > l.outWritten {
+		l.mu.Unlock()
+		return fmt.Errorf("the peer resumes at byte %d, outside what this side still holds (%d-%d)", peerReceived, l.outAcked, l.outWritten)
+	}
+	old := l.ws
+	l.gen++
+	gen := l.gen
+	// The peer has everything before peerReceived: drop it as if acknowledged.
+	l.out = l.out[peerReceived-l.outAcked:]
+	l.outAcked = peerReceived
+	l.outSent = peerReceived
+	l.ws = ws
+	l.detached = time.Time{}
+	l.cond.Broadcast()
+	l.mu.Unlock()
+	if old != nil {
+		old.Close()
+	}
+	go l.reader(ws, gen)
+	go l.keepalive(ws, gen)
+	l.kick()
+	// Tell the peer at once how much we hold, so it can free its buffer.
+	l.sendAck(true)
+	return nil
+}
+
+// detach drops the WebSocket of attachment gen (if it is still the current
+// one) after a read or write on it failed. Messages that arrive on it later
+// are ignored, so what Received says stays true until the next attach.
+func (l *link) detach(gen int) {
+	l.mu.Lock()
+	if gen != l.gen || l.ws == nil {
+		l.mu.Unlock()
+		return
+	}
+	ws := l.ws
+	l.ws = nil
+	l.gen++
+	l.detached = time.Now()
+	l.cond.Broadcast()
+	l.mu.Unlock()
+	ws.Close()
+	if l.onDetach != nil {
+		go l.onDetach()
+	}
+}
+
+// DetachedFor says how long the link has been without a WebSocket (zero
+// while it has one).
+func (l *link) DetachedFor() time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.ws != nil || l.detached.IsZero() {
+		return 0
+	}
+	return time.Since(l.detached)
+}
+
+func (l *link) kick() {
+	select {
+	case l.send <- struct{}{}:
+	default:
+	}
+}
+
+// sender gives the current WebSocket everything written and not yet sent,
+// in messages of up to maxFrame, so small writes that come together (a
+// frame header and its body) travel in one message.
+func (l *link) sender() {
+	for {
+		select {
+		case <-l.send:
+		case <-l.done:
+			return
+		}
+		for {
+			l.mu.Lock()
+			ws, gen := l.ws, l.gen
+			if ws == nil || l.outSent == l.outWritten {
+				l.mu.Unlock()
+				break
+			}
+			start := l.outSent - l.outAcked
+			end := min(l.outWritten-l.outAcked, start+maxFrame)
+			chunk := l.out[start:end]
+			l.outSent += end - start
+			l.mu.Unlock()
+			if err := l.writeFrame(ws, frameData, chunk); err != nil {
+				l.detach(gen)
+				break
+			}
+		}
+	}
+}
+
+func (l *link) writeFrame(ws *websocket.Conn, kind byte, payload []byte) error {
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	w, err := ws.NextWriter(websocket.BinaryMessage)
+	if err != nil {
+		return err
+	}
+	w.Write([]byte{kind})
+	w.Write(payload)
+	return w.Close()
+}
+
+// reader takes in the messages of one WebSocket until it fails.
+func (l *link) reader(ws *websocket.Conn, gen int) {
+	defer l.detach(gen)
+	ws.SetReadLimit(maxFrame + 16)
+	alive := func() { ws.SetReadDeadline(time.Now().Add(l.pongWait)) }
+	alive()
+	ws.SetPongHandler(func(string) error { alive(); return nil })
+	ws.SetPingHandler(func(data string) error {
+		alive()
+		err := ws.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(time.Second))
+		if err != nil && !errors.Is(err, websocket.ErrCloseSent) && !isTimeout(err) {
+			return err
+		}
+		return nil
+	})
+	for {
+		kind, r, err := ws.NextReader()
+		if err != nil {
+			return
+		}
+		if kind != websocket.BinaryMessage {
+			return
+		}
+		alive()
+		var t [1]byte
+		if _, err := io.ReadFull(r, t[:]); err != nil {
+			return
+		}
+		switch t[0] {
+		case frameData:
+			if err := l.receive(r, gen); err != nil {
+				l.fail(err)
+				return
+			}
+		case frameAck:
+			var b [8]byte
+			if _, err := io.ReadFull(r, b[:]); err != nil {
+				return
+			}
+			if err := l.acked(binary.BigEndian.Uint64(b[:]), gen); err != nil {
+				l.fail(err)
+				return
+			}
+		default:
+			l.fail(fmt.Errorf("unknown frame type %q on the link", t[0]))
+			return
+		}
+	}
+}
+
+// keepalive pings the peer every pingPeriod while ws carries the link;
+// the reader's deadline (pongWait, moved on by every message, ping and
+// pong) ends a WebSocket whose peer went silent.
+func (l *link) keepalive(ws *websocket.Conn, gen int) {
+	t := time.NewTicker(l.pingPeriod)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+		case <-l.done:
+			return
+		}
+		l.mu.Lock()
+		current := gen == l.gen
+		l.mu.Unlock()
+		if !current {
+			return
+		}
+		if err := ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(l.pongWait)); err != nil {
+			l.detach(gen)
+			return
+		}
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+func (l *link) receive(r io.Reader, gen int) error {
+	data, err := io.ReadAll(io.LimitReader(r, maxFrame+1))
+	if err != nil {
+		return nil // the WebSocket failed; the reader detaches
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if gen != l.gen {
+		return nil // a WebSocket already given up
+	}
+	if len(data) > maxFrame || len(l.in)+len(data) > maxWindow+maxRecord+16 {
+		return errors.New("the peer sent more than the link's window")
+	}
+	l.in = append(l.in, data...)
+	l.inReceived += uint64(len(data))
+	l.cond.Broadcast()
+	return nil
+}
+
+func (l *link) acked(n uint64, gen int) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if gen != l.gen || n < l.outAcked {
+		return nil // an older acknowledgement, overtaken by a resume
+	}
+	if n > l.outSent {
+		return fmt.Errorf("the peer acknowledged byte %d, beyond the %d sent", n, l.outSent)
+	}
+	l.out = l.out[n-l.outAcked:]
+	l.outAcked = n
+	if len(l.out) == 0 && cap(l.out) > 4*maxFrame {
+		l.out = nil // let a burst's buffer go
+	}
+	l.cond.Broadcast()
+	return nil
+}
+
+// sendAck tells the peer how much has been consumed: at once when force is
+// set or a quarter of the window waits to be acknowledged, otherwise soon.
+func (l *link) sendAck(force bool) {
+	l.mu.Lock()
+	pending := l.inRead - l.inAcked
+	if !force && pending < uint64(l.window/4) {
+		if pending > 0 && l.ackTimer == nil {
+			l.ackTimer = time.AfterFunc(20*time.Millisecond, func() {
+				l.mu.Lock()
+				l.ackTimer = nil
+				l.mu.Unlock()
+				l.sendAck(true)
+			})
+		}
+		l.mu.Unlock()
+		return
+	}
+	n, ws, gen := l.inRead, l.ws, l.gen
+	l.inAcked = n
+	l.mu.Unlock()
+	if ws == nil {
+		return
+	}
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], n)
+	if err := l.writeFrame(ws, frameAck, b[:]); err != nil {
+		l.detach(gen)
+	}
+}
+
+// Records inside the link's byte stream: a kind byte, a uvarint length,
+// then that many bytes. Control records travel in order with the data, so
+// a stream's CLOSE reason is known before its end is read.
+const (
+	recordData    = 0
+	recordControl = 1
+	maxRecord     = 64 << 10
+)
+
+// Read returns the multiplexer's bytes in order, waiting through a drop.
+// Control records met on the way are handed to onControl first.
+func (l *link) Read(p []byte) (int, error) {
+	l.mu.Lock()
+	for {
+		if l.recRemain > 0 && len(l.in) > 0 {
+			n := copy(p, l.in[:min(l.recRemain, len(l.in))])
+			l.consume(n)
+			l.recRemain -= n
+			l.mu.Unlock()
+			l.sendAck(false)
+			return n, nil
+		}
+		if l.recRemain == 0 && len(l.in) > 0 {
+			kind := l.in[0]
+			size, hn := binary.Uvarint(l.in[1:])
+			switch {
+			case hn < 0 || size > maxRecord || kind > recordControl:
+				err := fmt.Errorf("the peer broke the link's record format (kind %d, size %d)", kind, size)
+				l.mu.Unlock()
+				l.fail(err)
+				return 0, err
+			case hn == 0:
+				// The header is not complete yet.
+			case kind == recordData:
+				l.consume(1 + hn)
+				l.recRemain = int(size)
+				continue
+			case len(l.in) >= 1+hn+int(size):
+				msg := append([]byte(nil), l.in[1+hn:1+hn+int(size)]...)
+				l.consume(1 + hn + int(size))
+				if l.onControl != nil {
+					l.onControl(msg)
+				}
+				continue
+			}
+		}
+		if l.closedErr != nil {
+			err := l.closedErr
+			l.mu.Unlock()
+			return 0, err
+		}
+		l.cond.Wait()
+	}
+}
+
+// consume drops n bytes read from in; l.mu is held.
+func (l *link) consume(n int) {
+	l.in = l.in[n:]
+	if len(l.in) == 0 {
+		l.in = l.in[:0:0]
+	}
+	l.inRead += uint64(n)
+}
+
+// Write keeps p until the peer acknowledges it and sends it when a
+// WebSocket carries the link; it waits while the window is full.
+func (l *link) Write(p []byte) (int, error) {
+	written := 0
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for len(p) > 0 {
+		for len(l.out) >= l.window && l.closedErr == nil {
+			l.cond.Wait()
+		}
+		if l.closedErr != nil {
+			return written, l.closedErr
+		}
+		n := min(len(p), l.window-len(l.out), maxRecord)
+		l.appendRecord(recordData, p[:n])
+		p = p[n:]
+		written += n
+	}
+	return written, nil
+}
+
+// writeControl sends a control record in order with the data, past the
+// window (control records are small and rare).
+func (l *link) writeControl(msg []byte) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closedErr != nil {
+		return l.closedErr
+	}
+	l.appendRecord(recordControl, msg[:min(len(msg), maxRecord)])
+	return nil
+}
+
+// appendRecord adds a record to the send buffer; l.mu is held.
+func (l *link) appendRecord(kind byte, b []byte) {
+	var hdr [1 + binary.MaxVarintLen64]byte
+	hdr[0] = kind
+	hn := binary.PutUvarint(hdr[1:], uint64(len(b)))
+	l.out = append(l.out, hdr[:1+hn]...)
+	l.out = append(l.out, b...)
+	l.outWritten += uint64(1 + hn + len(b))
+	l.kick()
+}
+
+// fail ends the link for good with err.
+func (l *link) fail(err error) {
+	l.mu.Lock()
+	if l.closedErr != nil {
+		l.mu.Unlock()
+		return
+	}
+	l.closedErr = err
+	ws := l.ws
+	l.ws = nil
+	if l.ackTimer != nil {
+		l.ackTimer.Stop()
+	}
+	l.cond.Broadcast()
+	l.mu.Unlock()
+	close(l.done)
+	if ws != nil {
+		ws.Close()
+	}
+}
+
+// Err says why the link ended (nil while it lives).
+func (l *link) Err() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.closedErr
+}
+
+// Close ends the link.
+func (l *link) Close() error {
+	l.fail(net.ErrClosed)
+	return nil
+}
+
+type linkAddr struct{}
+
+func (linkAddr) Network() string { return "porthole-mux" }
+func (linkAddr) String() string  { return "porthole-mux" }
+
+func (l *link) LocalAddr() net.Addr                { return linkAddr{} }
+func (l *link) RemoteAddr() net.Addr               { return linkAddr{} }
+func (l *link) SetDeadline(t time.Time) error      { return nil }
+func (l *link) SetReadDeadline(t time.Time) error  { return nil }
+func (l *link) SetWriteDeadline(t time.Time) error { return nil }
+
+// drop lets the current WebSocket go, if there is one.
+func (l *link) drop() {
+	l.mu.Lock()
+	gen := l.gen
+	l.mu.Unlock()
+	l.detach(gen)
+}
