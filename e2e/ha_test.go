@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -19,6 +20,9 @@ import (
 	_ "github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/porthole/porthole/internal/gwtest"
+	"github.com/porthole/porthole/internal/toxitest"
+	"github.com/porthole/porthole/tunnel"
+	"github.com/porthole/porthole/wire"
 )
 
 // haStore is a store DSN in a schema of the test's own on the PostgreSQL
@@ -68,7 +72,7 @@ func startHAProxy(t *testing.T, backends []string) string {
 		ln.Close()
 		var servers strings.Builder
 		for i, b := range backends {
-			fmt.Fprintf(&servers, "  server g%d %s check\n", i+1, strings.TrimPrefix(b, "http://"))
+			fmt.Fprintf(&servers, "  server g%d %s check cookie g%d\n", i+1, strings.TrimPrefix(b, "http://"), i+1)
 		}
 		cfg := filepath.Join(t.TempDir(), "haproxy.cfg")
 		os.WriteFile(cfg, []byte(`global
@@ -87,6 +91,8 @@ frontend porthole
   default_backend gateways
 backend gateways
   balance roundrobin
+  # A client's tunnel session resumes on the gateway that holds it.
+  cookie porthole_gw insert indirect nocache
   option httpchk GET /healthz
   default-server inter 300ms fall 2 rise 2
 `+servers.String()), 0o600)
@@ -142,7 +148,10 @@ func TestThreeGatewaysBehindHAProxy(t *testing.T) {
 		}
 	}
 
+	// One WebSocket per connection, so the balancer spreads connections
+	// (sessions spread by client: TestSessionsBehindHAProxy).
 	c := newClient(t)
+	c.env = append(c.env, "PORTHOLE_SESSIONS=off")
 	c.login(t, lbg, "admin", "admin-password")
 	o := c.open(t, "echo:0")
 	addr := o.addrs["echo"]
@@ -187,4 +196,95 @@ func TestThreeGatewaysBehindHAProxy(t *testing.T) {
 		return status == 200 && len(closes) >= 21
 	})
 	o.interrupt(t)
+}
+
+// TestSessionsBehindHAProxy: a client's tunnel session through HAProxy
+// (toxiproxy between the client and the balancer for the network). A cut
+// network resumes the session on the gateway that holds it (the
+// balancer's affinity cookie), losing nothing; when that gateway dies
+// (kill -9), its connections end with a reason and the next connection
+// starts a new session on another gateway.
+func TestSessionsBehindHAProxy(t *testing.T) {
+	store := haStore(t)
+	gws := []*gatewayProc{startGatewayOn(t, "g1", store), startGatewayOn(t, "g2", store), startGatewayOn(t, "g3", store)}
+	lb := startHAProxy(t, []string{gws[0].url, gws[1].url, gws[2].url})
+	admin := loginAPI(t, &gatewayProc{url: lb}, "admin", "admin-password")
+	if status, b := apiCall(t, &gatewayProc{url: lb}, "POST", "/api/v1/admin/tunnels", admin, map[string]any{"context": "echo", "socketAddress": gwtest.UpperAfterEOF(t)}); status != 201 {
+		t.Fatalf("create a tunnel: %d %s", status, b)
+	}
+	network := toxitest.New(t, strings.TrimPrefix(lb, "http://"))
+	client, err := tunnel.NewClient("http://"+network.Addr(), tunnel.ClientOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	if _, err := client.Login(t.Context(), "admin", "admin-password"); err != nil {
+		t.Fatal(err)
+	}
+	upper := func(conn net.Conn, parts ...string) string {
+		t.Helper()
+		for _, p := range parts {
+			if _, err := conn.Write([]byte(p)); err != nil {
+				t.Fatalf("write %q: %v", p, err)
+			}
+		}
+		conn.(interface{ CloseWrite() error }).CloseWrite()
+		conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+		b, err := io.ReadAll(conn)
+		if err != nil {
+			t.Fatalf("read: %v (got %q)", err, b)
+		}
+		conn.Close()
+		return string(b)
+	}
+
+	conn, err := client.Dial(t.Context(), "echo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.Write([]byte("before the cut, "))
+	time.Sleep(100 * time.Millisecond)
+	network.Cut()
+	time.Sleep(500 * time.Millisecond)
+	network.Restore()
+	if got := upper(conn, "after it"); got != "BEFORE THE CUT, AFTER IT" {
+		t.Fatalf("across the cut: %q", got)
+	}
+	if n := client.Session().Resumes(); n != 1 {
+		t.Fatalf("the session resumed %d times, want 1", n)
+	}
+	holder := -1
+	for i, g := range gws {
+		if strings.Contains(g.out.text(), "tunnel session resumed") {
+			if !strings.Contains(g.out.text(), "tunnel session started") {
+				t.Fatalf("g%d resumed a session another gateway started", i+1)
+			}
+			holder = i
+		}
+	}
+	if holder < 0 {
+		t.Fatal("no gateway says it resumed the session")
+	}
+
+	// The holding gateway dies under an open connection.
+	conn, err = client.Dial(t.Context(), "echo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.Write([]byte("lost with g"))
+	gws[holder].cmd.Process.Kill()
+	gws[holder].cmd.Wait()
+	conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+	_, err = io.ReadAll(conn)
+	var ce *wire.CloseError
+	if !errors.As(err, &ce) || !strings.Contains(ce.Reason, "no longer has this tunnel session") {
+		t.Fatalf("a connection on the dead gateway ended with %v, want the reason", err)
+	}
+	conn, err = client.Dial(t.Context(), "echo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := upper(conn, "on a new session"); got != "ON A NEW SESSION" {
+		t.Fatalf("after the gateway died: %q", got)
+	}
 }

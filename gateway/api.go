@@ -352,7 +352,12 @@ func (s *Server) checkTarget(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) lookupTunnel(r *http.Request, p *principal) (store.Tunnel, error) {
-	name := r.PathValue("context")
+	return s.tunnelFor(r.Context(), r.PathValue("context"), p)
+}
+
+// tunnelFor finds the tunnel named name for p: 404 when there is none, 403
+// when p may not use it.
+func (s *Server) tunnelFor(ctx context.Context, name string, p *principal) (store.Tunnel, error) {
 	if len(name) > acl.MaxContextLen { // no such tunnel can exist
 		return store.Tunnel{}, &Error{Status: http.StatusNotFound, Msg: fmt.Sprintf("there is no tunnel %q", clip(name, acl.MaxContextLen)), Err: store.ErrNotFound}
 	}
@@ -361,7 +366,7 @@ func (s *Server) lookupTunnel(r *http.Request, p *principal) (store.Tunnel, erro
 	if !ok {
 		gen := s.cache.gen.Load()
 		var err error
-		t, err = s.st.Tunnel(r.Context(), name)
+		t, err = s.st.Tunnel(ctx, name)
 		if errors.Is(err, store.ErrNotFound) {
 			return t, &Error{Status: http.StatusNotFound, Msg: fmt.Sprintf("there is no tunnel %q", clip(name, acl.MaxContextLen)), Err: err}
 		}

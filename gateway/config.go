@@ -48,6 +48,11 @@ type Config struct {
 	SocketBufferSize FlexInt `json:"socketBufferSize,omitempty"`
 	// DialTimeout bounds connecting to a tunnel's target; 0 means 10s.
 	DialTimeout Duration `json:"dialTimeout,omitempty"`
+	// SessionResumeLimit is how long a client's tunnel session (one
+	// WebSocket carrying all its connections) is kept after its WebSocket
+	// dropped, waiting for the client to resume it (a laptop's sleep, a
+	// network change); its connections end after that. 0 means 10 minutes.
+	SessionResumeLimit Duration `json:"sessionResumeLimit,omitempty"`
 	// MetricsAdminOnly restricts /metrics to administrators; false serves
 	// it to anyone who can reach the gateway.
 	MetricsAdminOnly bool `json:"metricsAdminOnly,omitempty"`
@@ -161,6 +166,9 @@ func (c *Config) CheckAndSetDefaults() error {
 	}
 	if c.TicketLifetime < Duration(time.Minute) {
 		return fmt.Errorf("config: ticketLifetime %s is shorter than a minute", time.Duration(c.TicketLifetime))
+	}
+	if c.SessionResumeLimit == 0 {
+		c.SessionResumeLimit = Duration(10 * time.Minute)
 	}
 	if c.DialTimeout == 0 {
 		c.DialTimeout = Duration(10 * time.Second)

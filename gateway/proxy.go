@@ -48,12 +48,7 @@ func (s *Server) serveProxy(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	rec := TunnelRecord{Context: r.PathValue("context"), Remote: clientAddr(r)}
 	deny := func(label string, err error) {
-		var he *Error
-		if errors.As(err, &he) {
-			s.metrics.denials.WithLabelValues(label).Inc()
-			s.audit.TunnelDenied(ctx, rec, he.Msg)
-		}
-		writeError(s.log, w, r, err)
+		writeError(s.log, w, r, s.denied(ctx, rec, label, err))
 	}
 	if r.Method != http.MethodGet {
 		w.Header().Set("Allow", "GET")
@@ -70,25 +65,18 @@ func (s *Server) serveProxy(w http.ResponseWriter, r *http.Request) {
 		deny("unauthorized", err)
 		return
 	}
-	rec.User = p.user.Username
-	t, err := s.lookupTunnel(r, p)
+	t, err := s.mayOpen(ctx, p, rec.Context, &rec)
 	if err != nil {
-		var he *Error
-		label := "forbidden"
-		if errors.As(err, &he) && he.Status == http.StatusNotFound {
-			label = "not_found"
-		}
-		deny(label, err)
+		writeError(s.log, w, r, err)
 		return
 	}
-	rec.Context, rec.Target = t.Context, t.SocketAddress
 	if !websocket.IsWebSocketUpgrade(r) {
 		writeError(s.log, w, r, errorf(http.StatusBadRequest, "this endpoint carries a tunnel over WebSocket: open it with the porthole client"))
 		return
 	}
-	target, err := s.dialTarget(ctx, t)
+	target, err := s.dialFor(ctx, t, &rec)
 	if err != nil {
-		deny("unreachable", err)
+		writeError(s.log, w, r, err)
 		return
 	}
 	ws, err := s.upgrader.Upgrade(w, r, nil)
@@ -98,10 +86,51 @@ func (s *Server) serveProxy(w http.ResponseWriter, r *http.Request) {
 		s.log.Info("websocket upgrade failed", "context", t.Context, "user", p.user.Username, "err", err)
 		return
 	}
+	conn := wire.NewConn(ws, wire.Options{
+		HalfClose:  ws.Subprotocol() == wire.Subprotocol,
+		PingPeriod: s.cfg.PingPeriod,
+		PongWait:   s.cfg.PongWait,
+	})
 	// Carry the stream on a fresh goroutine and let this one (whose stack
 	// grew while serving HTTP, checking the ticket and dialling) end: an
 	// idle tunnel then costs two small goroutines.
-	go s.carry(p, t, rec, ws, target)
+	go s.carry(p, t, rec, conn, target)
+}
+
+// mayOpen finds the tunnel p asks for by name and checks that p may
+// use it; a refusal is counted and audited with rec, which it fills in.
+func (s *Server) mayOpen(ctx context.Context, p *principal, name string, rec *TunnelRecord) (store.Tunnel, error) {
+	rec.User = p.user.Username
+	t, err := s.tunnelFor(ctx, name, p)
+	if err != nil {
+		var he *Error
+		label := "forbidden"
+		if errors.As(err, &he) && he.Status == http.StatusNotFound {
+			label = "not_found"
+		}
+		return t, s.denied(ctx, *rec, label, err)
+	}
+	rec.Context, rec.Target = t.Context, t.SocketAddress
+	return t, nil
+}
+
+// dialFor dials t's target for the tunnel connection rec.
+func (s *Server) dialFor(ctx context.Context, t store.Tunnel, rec *TunnelRecord) (net.Conn, error) {
+	target, err := s.dialTarget(ctx, t)
+	if err != nil {
+		return nil, s.denied(ctx, *rec, "unreachable", err)
+	}
+	return target, nil
+}
+
+// denied counts and audits a refused tunnel connection and returns err.
+func (s *Server) denied(ctx context.Context, rec TunnelRecord, label string, err error) error {
+	var he *Error
+	if errors.As(err, &he) {
+		s.metrics.denials.WithLabelValues(label).Inc()
+		s.audit.TunnelDenied(ctx, rec, he.Msg)
+	}
+	return err
 }
 
 // dialTarget connects to a tunnel's target within the dial timeout.
@@ -162,18 +191,13 @@ func dialReason(err error) string {
 
 // carry moves bytes between the WebSocket and the target until either
 // side ends, the tunnel is revoked, or the gateway shuts down.
-func (s *Server) carry(p *principal, t store.Tunnel, rec TunnelRecord, ws *websocket.Conn, target net.Conn) {
-	conn := wire.NewConn(ws, wire.Options{
-		HalfClose:  ws.Subprotocol() == wire.Subprotocol,
-		PingPeriod: s.cfg.PingPeriod,
-		PongWait:   s.cfg.PongWait,
-	})
+func (s *Server) carry(p *principal, t store.Tunnel, rec TunnelRecord, conn net.Conn, target net.Conn) {
 	ctx, cancel := context.WithCancelCause(s.baseCtx)
 	defer cancel(nil)
 	lc := &liveConn{id: s.nextID.Add(1), user: p.user.Username, session: p.session, context: t.Context,
 		target: t.SocketAddress, remote: rec.Remote, started: s.cfg.Now(), cancel: cancel}
 	if !s.register(lc) {
-		conn.CloseWith(wire.CloseGoingAway, "gateway shutting down")
+		conn.(interface{ CloseWith(int, string) error }).CloseWith(wire.CloseGoingAway, "gateway shutting down")
 		target.Close()
 		return
 	}

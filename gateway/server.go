@@ -27,6 +27,7 @@ import (
 	"github.com/porthole/porthole/gateway/store"
 	"github.com/porthole/porthole/gateway/ticket"
 	"github.com/porthole/porthole/wire"
+	pmux "github.com/porthole/porthole/wire/mux"
 )
 
 // Well-known identities.
@@ -111,8 +112,12 @@ type Server struct {
 	patterns patternCache
 	cache    *lookupCache
 	upgrader websocket.Upgrader
-	handler  http.Handler
-	pages    map[string]*template.Template
+	// sessions are the clients' tunnel sessions (GET /ws-mux), upgraded
+	// by sessionUpgrader.
+	sessions        *pmux.Server
+	sessionUpgrader websocket.Upgrader
+	handler         http.Handler
+	pages           map[string]*template.Template
 
 	// baseCtx is the parent of every live tunnel; Close cancels it.
 	baseCtx    context.Context
@@ -220,6 +225,20 @@ func New(ctx context.Context, cfg Config, st store.Store) (*Server, error) {
 		// buffers, held only while a message is written.
 		WriteBufferPool: &sync.Pool{},
 	}
+	s.sessionUpgrader = websocket.Upgrader{
+		HandshakeTimeout: 10 * time.Second,
+		Subprotocols:     []string{wire.MuxSubprotocol},
+		CheckOrigin:      sameOrigin,
+		// One session carries many connections: buffers sized for bulk.
+		ReadBufferSize:  64 << 10,
+		WriteBufferSize: 64 << 10,
+	}
+	s.sessions = pmux.NewServer(pmux.Config{
+		ResumeLimit: time.Duration(cfg.SessionResumeLimit),
+		PingPeriod:  cfg.PingPeriod,
+		PongWait:    cfg.PongWait,
+		Log:         s.log,
+	})
 	if s.pages, err = loadPortal(cfg.Now); err != nil {
 		s.closeStore()
 		return nil, err
@@ -494,6 +513,7 @@ func (s *Server) Close() error {
 	var err error
 	s.closeOnce.Do(func() {
 		s.dropLive(wire.CloseGoingAway, "gateway shutting down")
+		s.sessions.Close()
 		if sa, ok := s.audit.(*storeAudit); ok {
 			sa.flushRepeats(context.Background(), true)
 			sa.queue.close()
@@ -864,6 +884,7 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("/api/v1/admin/users/{username}", s.route(methods{"GET": s.admin(s.getUser), "PUT": s.admin(s.putUser), "DELETE": s.admin(s.deleteUser)}))
 	mux.Handle("/api/v1/admin/audit", s.route(methods{"GET": s.admin(s.listAudit)}))
 	mux.Handle(wire.ProxyPath+"{context}", http.HandlerFunc(s.serveProxy))
+	mux.Handle(wire.MuxPath, http.HandlerFunc(s.serveSession))
 	mux.Handle("/api/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeError(s.log, w, r, errorf(http.StatusNotFound, "no such API endpoint: %s %s", r.Method, r.URL.Path))
 	}))

@@ -11,16 +11,19 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/cookiejar"
 	"net/url"
 	"os"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
 
 	"github.com/porthole/porthole/wire"
+	"github.com/porthole/porthole/wire/mux"
 )
 
 // Sentinel errors; *APIError matches them with errors.Is by status.
@@ -108,6 +111,13 @@ type ClientOptions struct {
 	Timeout time.Duration
 	// PingPeriod and PongWait override the tunnel keepalive (tests).
 	PingPeriod, PongWait time.Duration
+	// PerConnection opens one WebSocket per connection (porthole.v1)
+	// even where the gateway offers sessions (porthole.mux.v1); the
+	// environment variable PORTHOLE_SESSIONS=off sets it too.
+	PerConnection bool
+	// ResumeLimit is how long a session whose WebSocket dropped keeps
+	// trying to resume before its connections end; 0 means 10 minutes.
+	ResumeLimit time.Duration
 }
 
 // Client talks to one gateway. It is safe for concurrent use.
@@ -120,6 +130,13 @@ type Client struct {
 	// mu guards ticket.
 	mu     sync.Mutex
 	ticket string
+
+	// The tunnel session: one WebSocket for every connection, made on
+	// the first and kept (resumed across drops) until Close.
+	muxDialer *websocket.Dialer
+	muxMu     sync.Mutex
+	sess      *mux.Client
+	noMux     atomic.Bool // the gateway offers no sessions
 }
 
 // NormalizeGateway checks a gateway URL and returns it without a trailing
@@ -157,6 +174,12 @@ func NewClient(rawURL string, opts ClientOptions) (*Client, error) {
 	if opts.Timeout == 0 {
 		opts.Timeout = 30 * time.Second
 	}
+	if os.Getenv("PORTHOLE_SESSIONS") == "off" {
+		opts.PerConnection = true
+	}
+	// A load balancer's affinity cookie (HAProxy's "cookie ... insert")
+	// brings a resumed session back to the gateway that holds it.
+	jar, _ := cookiejar.New(nil)
 	tlsConf := &tls.Config{MinVersion: tls.VersionTLS12}
 	if opts.CAFile != "" {
 		pem, err := os.ReadFile(opts.CAFile)
@@ -189,6 +212,15 @@ func NewClient(rawURL string, opts ClientOptions) (*Client, error) {
 			// pooled, so idle tunnels hold none.
 			WriteBufferSize: 128 << 10,
 			WriteBufferPool: &sync.Pool{},
+		},
+		muxDialer: &websocket.Dialer{
+			Proxy:            http.ProxyFromEnvironment,
+			TLSClientConfig:  tlsConf,
+			HandshakeTimeout: 20 * time.Second,
+			Subprotocols:     []string{wire.MuxSubprotocol},
+			Jar:              jar,
+			ReadBufferSize:   64 << 10,
+			WriteBufferSize:  64 << 10,
 		},
 		opts: opts,
 	}, nil
@@ -422,9 +454,128 @@ func (c *Client) CheckTarget(ctx context.Context, name string) (TargetCheck, err
 	return tc, c.do(ctx, http.MethodPost, "/api/v1/tunnels/"+url.PathEscape(name)+"/check", nil, &tc)
 }
 
-// Dial opens a stream through the tunnel named name. A refusal comes back
-// as an *APIError with the gateway's reason.
-func (c *Client) Dial(ctx context.Context, name string) (*wire.Conn, error) {
+// Dial opens a connection through the tunnel named name: a stream of the
+// client's session where the gateway offers sessions (the first Dial starts
+// it), else a WebSocket of its own. On a session the stream's first bytes
+// travel with the open, and a refusal comes back from the first Read as an
+// *APIError; on a WebSocket of its own Dial returns the refusal.
+func (c *Client) Dial(ctx context.Context, name string) (net.Conn, error) {
+	if !c.opts.PerConnection && !c.noMux.Load() {
+		st, err := c.openStream(ctx, name)
+		if !errors.Is(err, errNoSessions) {
+			return st, err
+		}
+	}
+	return c.dialWebSocket(ctx, name)
+}
+
+// errNoSessions says the gateway offers no sessions.
+var errNoSessions = errors.New("the gateway offers no tunnel sessions")
+
+// openStream opens a stream on the session, starting one when there is
+// none or the last one ended.
+func (c *Client) openStream(ctx context.Context, name string) (net.Conn, error) {
+	for attempt := 0; ; attempt++ {
+		sess, err := c.session(ctx)
+		if err != nil {
+			return nil, err
+		}
+		st, err := sess.Open(name, c.Ticket())
+		if err == nil {
+			st.MapRefusal = refusalError
+			return st, nil
+		}
+		if attempt > 0 {
+			return nil, fmt.Errorf("open a stream on the tunnel session: %w", err)
+		}
+		// The session ended between session() and Open: start a new one.
+	}
+}
+
+// refusalError turns the gateway's refusal of a stream into the *APIError
+// a refused WebSocket gives.
+func refusalError(r *mux.Refusal) error {
+	return &APIError{Status: r.Status, Message: r.Message, Code: r.Code}
+}
+
+// session returns the live session, starting one if needed.
+func (c *Client) session(ctx context.Context) (*mux.Client, error) {
+	c.muxMu.Lock()
+	defer c.muxMu.Unlock()
+	if c.sess != nil && c.sess.Err() == nil {
+		return c.sess, nil
+	}
+	if c.sess != nil {
+		c.sess.Close()
+		c.sess = nil
+	}
+	u := c.wsURL(wire.MuxPath)
+	dial := func(ctx context.Context, h http.Header) (*websocket.Conn, *http.Response, error) {
+		if t := c.Ticket(); t != "" {
+			h.Set("Authorization", "Bearer "+t)
+		}
+		ws, resp, err := c.muxDialer.DialContext(ctx, u, h)
+		if err == nil {
+			if tc, ok := ws.NetConn().(*net.TCPConn); ok {
+				tc.SetNoDelay(true)
+			}
+		}
+		return ws, resp, err
+	}
+	sess, resp, err := mux.Dial(ctx, dial, mux.Config{
+		ResumeLimit: c.opts.ResumeLimit,
+		PingPeriod:  c.opts.PingPeriod,
+		PongWait:    c.opts.PongWait,
+	})
+	if err != nil {
+		if mux.IsUnsupported(err, resp) {
+			c.noMux.Store(true)
+			return nil, errNoSessions
+		}
+		if resp != nil {
+			defer resp.Body.Close()
+			data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+			return nil, apiError(resp, data)
+		}
+		return nil, c.transportError(err)
+	}
+	c.sess = sess
+	return sess, nil
+}
+
+// Session returns the current tunnel session, or nil (tests, diagnostics).
+func (c *Client) Session() *mux.Client {
+	c.muxMu.Lock()
+	defer c.muxMu.Unlock()
+	return c.sess
+}
+
+// Close ends the tunnel session and with it every connection on it.
+func (c *Client) Close() {
+	c.muxMu.Lock()
+	sess := c.sess
+	c.sess = nil
+	c.muxMu.Unlock()
+	if sess != nil {
+		sess.Close()
+	}
+}
+
+func (c *Client) wsURL(path string) string {
+	u := *c.base
+	if u.Scheme == "https" {
+		u.Scheme = "wss"
+	} else {
+		u.Scheme = "ws"
+	}
+	u.Path = strings.TrimRight(u.Path, "/") + path
+	return u.String()
+}
+
+// dialWebSocket opens a WebSocket of its own for one connection
+// (porthole.v1). A refusal comes back as an *APIError with the gateway's
+// reason.
+func (c *Client) dialWebSocket(ctx context.Context, name string) (*wire.Conn, error) {
 	u := *c.base
 	if u.Scheme == "https" {
 		u.Scheme = "wss"

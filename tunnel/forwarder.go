@@ -147,7 +147,11 @@ func (f *Forwarder) handle(fc *fconn) {
 	}
 	if err != nil && f.ctx.Err() == nil {
 		var ce *wire.CloseError
-		if errors.As(err, &ce) {
+		var ae *APIError
+		if errors.As(err, &ae) {
+			// A stream of the session that the gateway refused.
+			err = fmt.Errorf("the gateway refused the connection: %w", ae)
+		} else if errors.As(err, &ce) {
 			err = fmt.Errorf("the gateway closed the connection: %s", ce.Reason)
 		}
 		f.fail(log, err)

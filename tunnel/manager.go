@@ -12,6 +12,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/porthole/porthole/wire/mux"
 )
 
 // ManagerConfig configures a Manager. Zero fields mean the documented
@@ -393,11 +395,13 @@ func (m *Manager) StopAll() {
 	wg.Wait()
 }
 
-// Close stops every tunnel and the renewer.
+// Close stops every tunnel and the renewer, and ends the client's tunnel
+// session.
 func (m *Manager) Close() {
 	m.StopAll()
 	m.cancel()
 	<-m.done
+	m.client.Close()
 }
 
 // dialTunnel opens a tunnel stream; when the ticket was refused and the
@@ -407,6 +411,30 @@ func (m *Manager) dialTunnel(ctx context.Context, name string) (net.Conn, error)
 	ch := m.newTick
 	m.mu.Unlock()
 	ws, err := m.client.Dial(ctx, name)
+	if st, ok := ws.(*mux.Stream); ok {
+		// A session's stream learns of a refused ticket at its first
+		// read: it then opens again with a newer sign-in (picked up, or
+		// waited for), sending the first bytes again.
+		st.Retry = func(r *mux.Refusal) (string, bool) {
+			if r.Status != 401 {
+				return "", false
+			}
+			m.mu.Lock()
+			ch := m.newTick
+			m.mu.Unlock()
+			if m.pickUpTicket() {
+				return m.Ticket(), true
+			}
+			if m.cfg.TicketWait <= 0 {
+				return "", false
+			}
+			m.authLost(refusalError(r))
+			if !m.waitForTicket(ctx, ch, m.cfg.TicketWait) {
+				return "", false
+			}
+			return m.Ticket(), true
+		}
+	}
 	if err == nil || !errors.Is(err, ErrUnauthorized) {
 		return ws, err
 	}

@@ -56,6 +56,7 @@ func (e *env) client() *Client {
 	if err != nil {
 		e.t.Fatal(err)
 	}
+	e.t.Cleanup(c.Close)
 	return c
 }
 

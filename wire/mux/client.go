@@ -105,7 +105,8 @@ func (c *Client) Open(contextName, ticket string) (*Stream, error) {
 		return nil, err
 	}
 	st := newStream(ys, &c.session)
-	st.status = true
+	st.status, st.name = true, contextName
+	st.answered.Store(false)
 	if _, err := fmt.Fprintf(ys, "OPEN %s %s\n", contextName, ticket); err != nil {
 		st.Close()
 		return nil, err

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/porthole/porthole/wire"
 )
 
 // Frame types: the first byte of every binary WebSocket message on a link.
@@ -27,6 +29,9 @@ const (
 // ErrLinkExpired ends a link that stayed without a WebSocket for longer
 // than its resume limit.
 var ErrLinkExpired = errors.New("the connection to the other side was lost for longer than the resume limit")
+
+// ErrPeerEnded ends a link whose peer closed the session.
+var ErrPeerEnded = errors.New("the other side ended the tunnel session")
 
 // link is a byte stream that outlives the WebSockets that carry it. Each
 // side keeps what it sent until the peer says it consumed it (an
@@ -226,6 +231,16 @@ func (l *link) reader(ws *websocket.Conn, gen int) {
 	for {
 		kind, r, err := ws.NextReader()
 		if err != nil {
+			var ce *websocket.CloseError
+			if errors.As(err, &ce) && ce.Code != websocket.CloseAbnormalClosure {
+				// Only a deliberate end sends a close frame; a lost
+				// network does not (gorilla says 1006). The session is over.
+				if ce.Code == websocket.CloseNormalClosure {
+					l.fail(ErrPeerEnded)
+				} else {
+					l.fail(&wire.CloseError{Code: ce.Code, Reason: ce.Text})
+				}
+			}
 			return
 		}
 		if kind != websocket.BinaryMessage {
@@ -480,6 +495,15 @@ func (l *link) fail(err error) {
 	l.mu.Unlock()
 	close(l.done)
 	if ws != nil {
+		// Say that the session is over, so the peer does not wait to
+		// resume it.
+		msg := websocket.FormatCloseMessage(websocket.CloseNormalClosure, "")
+		if !errors.Is(err, net.ErrClosed) {
+			msg = websocket.FormatCloseMessage(websocket.CloseGoingAway, clip(err.Error(), 120))
+		}
+		l.wmu.Lock()
+		ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
+		l.wmu.Unlock()
 		ws.Close()
 	}
 }

@@ -336,7 +336,16 @@ func TestSessionGone(t *testing.T) {
 	g := newTestGateway(t, Config{}, echo)
 	c := g.client(t, Config{})
 	roundTrip(t, c, 100, nil)
-	g.srv.Close() // a restarted gateway knows no sessions
+	// A restarted gateway knows no sessions.
+	g.srv.mu.Lock()
+	old := g.srv.sessions
+	g.srv.sessions = map[string]*ServerSession{}
+	g.srv.mu.Unlock()
+	defer func() {
+		for _, ss := range old {
+			ss.Close()
+		}
+	}()
 	g.proxy.Cut()
 	g.proxy.Restore()
 	select {
@@ -346,6 +355,40 @@ func TestSessionGone(t *testing.T) {
 	}
 	if !errors.Is(c.Err(), ErrSessionGone) {
 		t.Fatalf("err = %v", c.Err())
+	}
+}
+
+func TestDeliberateEndsAreFinal(t *testing.T) {
+	g := newTestGateway(t, Config{}, echo)
+	c := g.client(t, Config{})
+	roundTrip(t, c, 100, nil)
+	c.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for g.srv.Len() != 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if g.srv.Len() != 0 {
+		t.Fatal("the gateway keeps a session its client closed, waiting for a resume")
+	}
+
+	c = g.client(t, Config{})
+	st, err := c.Open("echo", "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.srv.Close() // the gateway shuts down
+	_, err = st.Read(make([]byte, 1))
+	var ce *wire.CloseError
+	if !errors.As(err, &ce) || ce.Code != wire.CloseGoingAway {
+		t.Fatalf("read after the gateway closed the session: %v", err)
+	}
+	select {
+	case <-c.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the client keeps trying to resume a session the gateway ended")
+	}
+	if c.Resumes() != 0 {
+		t.Fatalf("resumed %d times", c.Resumes())
 	}
 }
 
@@ -431,4 +474,45 @@ func TestOpenLineLimits(t *testing.T) {
 	}
 	roundTrip(t, c, 10, nil)
 	var _ net.Conn = (*Stream)(nil)
+}
+
+func TestRetryWithANewTicketKeepsTheFirstBytes(t *testing.T) {
+	g := newTestGateway(t, Config{}, func(st *Stream, line string) {
+		if strings.HasSuffix(line, " old") {
+			b, _ := json.Marshal(Refusal{Status: http.StatusUnauthorized, Message: "your session was ended"})
+			st.Write(append(b, '\n'))
+			st.Close()
+			return
+		}
+		echo(st, "OPEN echo new")
+	})
+	c := g.client(t, Config{})
+	st, err := c.Open("echo", "old")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var asked []int
+	st.Retry = func(r *Refusal) (string, bool) {
+		asked = append(asked, r.Status)
+		return "new", true
+	}
+	st.Write([]byte("first bytes, "))
+	st.Write([]byte("written before the answer"))
+	st.CloseWrite()
+	got, err := io.ReadAll(st)
+	if err != nil || string(got) != "first bytes, written before the answer" {
+		t.Fatalf("got %q, %v", got, err)
+	}
+	if len(asked) != 1 || asked[0] != http.StatusUnauthorized {
+		t.Fatalf("Retry asked %v", asked)
+	}
+
+	// A retry that gives no ticket: the refusal is the answer.
+	st, _ = c.Open("echo", "old")
+	st.Retry = func(*Refusal) (string, bool) { return "", false }
+	_, err = st.Read(make([]byte, 1))
+	var ref *Refusal
+	if !errors.As(err, &ref) || ref.Status != http.StatusUnauthorized {
+		t.Fatalf("err = %v", err)
+	}
 }

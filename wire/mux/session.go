@@ -120,13 +120,13 @@ type session struct {
 
 func (s *session) track(st *Stream) {
 	s.mu.Lock()
-	s.streams[st.ys.StreamID()] = st
+	s.streams[st.ys().StreamID()] = st
 	s.mu.Unlock()
 }
 
 func (s *session) forget(st *Stream) {
 	s.mu.Lock()
-	delete(s.streams, st.ys.StreamID())
+	delete(s.streams, st.ys().StreamID())
 	s.mu.Unlock()
 }
 
@@ -163,7 +163,7 @@ func (s *session) sendClose(id uint32, code int, reason string) {
 // (half-close) and CloseWith (end with a reason the peer reads as a
 // *wire.CloseError).
 type Stream struct {
-	ys   *yamux.Stream
+	ysp  atomic.Pointer[yamux.Stream]
 	sess *session
 
 	// pre holds bytes read past a header line.
@@ -175,12 +175,97 @@ type Stream struct {
 
 	ended     atomic.Pointer[wire.CloseError]
 	closeOnce sync.Once
+
+	// MapRefusal, when set before the first Read, turns the gateway's
+	// refusal into the error the first Read returns.
+	MapRefusal func(*Refusal) error
+	// Retry, when set before the first Read, is asked about a refusal:
+	// it may return a new ticket (a new sign-in) to open the stream again
+	// with, the first bytes included, so the program using the
+	// connection notices nothing.
+	Retry func(*Refusal) (ticket string, ok bool)
+
+	// Until the gateway answered the open (client side), what was
+	// written is kept (up to maxEarly) to send again with a repeated open.
+	name     string
+	em       sync.Mutex
+	ec       *sync.Cond
+	answered atomic.Bool
+	early    []byte
+	earlyFIN bool
+	noRetry  bool // more was written before the answer than is kept
 }
 
+// maxEarly bounds what a stream keeps before the gateway's answer.
+const maxEarly = 64 << 10
+
 func newStream(ys *yamux.Stream, s *session) *Stream {
-	st := &Stream{ys: ys, sess: s}
+	st := &Stream{sess: s}
+	st.ysp.Store(ys)
+	st.ec = sync.NewCond(&st.em)
+	st.answered.Store(true)
 	s.track(st)
 	return st
+}
+
+func (st *Stream) ys() *yamux.Stream { return st.ysp.Load() }
+
+// answer ends the time before the gateway's answer.
+func (st *Stream) answer() {
+	st.em.Lock()
+	st.answered.Store(true)
+	st.early = nil
+	st.ec.Broadcast()
+	st.em.Unlock()
+}
+
+// writeEarly writes p before the gateway answered the open, keeping it
+// for a repeated open; done is false when the answer has come meanwhile.
+func (st *Stream) writeEarly(p []byte) (n int, done bool) {
+	st.em.Lock()
+	defer st.em.Unlock()
+	for !st.answered.Load() && len(st.early) > 0 && len(st.early)+len(p) > maxEarly {
+		st.ec.Wait()
+	}
+	if st.answered.Load() {
+		return 0, false
+	}
+	if len(st.early)+len(p) > maxEarly {
+		st.noRetry = true
+	} else {
+		st.early = append(st.early, p...)
+	}
+	// An error here (the gateway refused and closed the stream) is the
+	// answer's to tell.
+	st.ys().Write(p)
+	return len(p), true
+}
+
+// reopen opens the stream again with ticket and sends what was written.
+func (st *Stream) reopen(ticket string) error {
+	st.em.Lock()
+	defer st.em.Unlock()
+	ys, err := st.sess.ym.OpenStream()
+	if err != nil {
+		return err
+	}
+	if _, err := fmt.Fprintf(ys, "OPEN %s %s\n", st.name, ticket); err != nil {
+		ys.Close()
+		return err
+	}
+	if len(st.early) > 0 {
+		ys.Write(st.early)
+	}
+	if st.earlyFIN {
+		ys.Close()
+	}
+	old := st.ys()
+	st.sess.forget(st)
+	st.ysp.Store(ys)
+	st.pre = nil
+	st.sess.track(st)
+	old.Close()
+	return nil
 }
 
 // readLine reads one header line of the stream, keeping what follows it.
@@ -195,7 +280,7 @@ func (st *Stream) readLine() (string, error) {
 		if len(buf) > maxHeaderLine {
 			return "", errors.New("header line too long")
 		}
-		n, err := st.ys.Read(tmp)
+		n, err := st.ys().Read(tmp)
 		buf = append(buf, tmp[:n]...)
 		if err != nil {
 			if errors.Is(err, io.EOF) && len(buf) > 0 {
@@ -211,12 +296,8 @@ func (st *Stream) readLine() (string, error) {
 func (st *Stream) Read(p []byte) (int, error) {
 	if st.status {
 		st.status = false
-		line, err := st.readLine()
-		if err != nil {
-			st.statusErr = st.mapErr(err)
-		} else if line != "OK" {
-			st.statusErr = parseRefusal(line)
-		}
+		st.statusErr = st.readAnswer()
+		st.answer()
 	}
 	if st.statusErr != nil {
 		return 0, st.statusErr
@@ -226,8 +307,39 @@ func (st *Stream) Read(p []byte) (int, error) {
 		st.pre = st.pre[n:]
 		return n, nil
 	}
-	n, err := st.ys.Read(p)
+	n, err := st.ys().Read(p)
 	return n, st.mapErr(err)
+}
+
+// readAnswer reads the gateway's answer to the open, opening again with a
+// new ticket when Retry gives one.
+func (st *Stream) readAnswer() error {
+	for attempt := 0; ; attempt++ {
+		line, err := st.readLine()
+		if err != nil {
+			return st.mapErr(err)
+		}
+		if line == "OK" {
+			return nil
+		}
+		err = parseRefusal(line)
+		var r *Refusal
+		if !errors.As(err, &r) {
+			return err
+		}
+		if st.Retry != nil && attempt < 2 {
+			st.em.Lock()
+			retry := !st.noRetry
+			st.em.Unlock()
+			if ticket, ok := st.Retry(r); ok && retry && st.reopen(ticket) == nil {
+				continue
+			}
+		}
+		if st.MapRefusal != nil {
+			return st.MapRefusal(r)
+		}
+		return r
+	}
 }
 
 // WaitReadable waits until a Read would not block, holding no buffer (see
@@ -236,7 +348,7 @@ func (st *Stream) WaitReadable() error {
 	if st.status || len(st.pre) > 0 || st.statusErr != nil {
 		return nil
 	}
-	_, err := st.ys.Read(nil)
+	_, err := st.ys().Read(nil)
 	if errors.Is(err, io.EOF) {
 		return nil // the Read that follows returns it
 	}
@@ -256,14 +368,14 @@ func (st *Stream) mapErr(err error) error {
 	if errors.Is(err, io.EOF) {
 		// yamux ends every stream with EOF when the session dies; that is
 		// not the peer's end of the stream.
-		if lerr := st.sess.link.Err(); st.sess.ym.IsClosed() && lerr != nil && !errors.Is(lerr, net.ErrClosed) && st.ended.Load() == nil {
-			return &wire.CloseError{Code: wire.CloseGoingAway, Reason: lerr.Error()}
+		if lerr := st.sess.link.Err(); st.sess.ym.IsClosed() && lerr != nil && !errors.Is(lerr, net.ErrClosed) {
+			return sessionEnded(lerr)
 		}
 		return err
 	}
 	if errors.Is(err, yamux.ErrSessionShutdown) || errors.Is(err, yamux.ErrConnectionReset) {
 		if lerr := st.sess.link.Err(); lerr != nil && !errors.Is(lerr, net.ErrClosed) {
-			return &wire.CloseError{Code: wire.CloseGoingAway, Reason: lerr.Error()}
+			return sessionEnded(lerr)
 		}
 		return &wire.CloseError{Code: wire.CloseGoingAway, Reason: "the tunnel session ended"}
 	}
@@ -273,19 +385,44 @@ func (st *Stream) mapErr(err error) error {
 	return err
 }
 
+// sessionEnded is what a stream's reads and writes return once its session
+// ended with err.
+func sessionEnded(err error) error {
+	var ce *wire.CloseError
+	if errors.As(err, &ce) {
+		return ce
+	}
+	return &wire.CloseError{Code: wire.CloseGoingAway, Reason: err.Error()}
+}
+
 // Write sends p on the stream.
 func (st *Stream) Write(p []byte) (int, error) {
 	if ce := st.ended.Load(); ce != nil {
 		return 0, st.mapErr(ce)
 	}
-	n, err := st.ys.Write(p)
+	if !st.answered.Load() {
+		if n, done := st.writeEarly(p); done {
+			return n, nil
+		}
+	}
+	n, err := st.ys().Write(p)
 	return n, st.mapErr(err)
 }
 
 // CloseWrite ends this side's direction (the stream's FIN); the other
 // direction flows on.
 func (st *Stream) CloseWrite() error {
-	return st.ys.Close()
+	if !st.answered.Load() {
+		st.em.Lock()
+		if !st.answered.Load() {
+			st.earlyFIN = true
+			st.ys().Close()
+			st.em.Unlock()
+			return nil
+		}
+		st.em.Unlock()
+	}
+	return st.ys().Close()
 }
 
 // Close ends the stream.
@@ -298,12 +435,12 @@ func (st *Stream) Close() error {
 func (st *Stream) CloseWith(code int, reason string) error {
 	st.closeOnce.Do(func() {
 		if code != wire.CloseNormal && st.ended.Load() == nil {
-			st.sess.sendClose(st.ys.StreamID(), code, reason)
+			st.sess.sendClose(st.ys().StreamID(), code, reason)
 		}
 		st.ended.CompareAndSwap(nil, &wire.CloseError{Code: wire.CloseNormal})
-		st.ys.Close()
+		st.ys().Close()
 		// Wake a reader still waiting for the peer's FIN.
-		st.ys.SetReadDeadline(time.Now())
+		st.ys().SetReadDeadline(time.Now())
 		st.sess.forget(st)
 	})
 	return nil
@@ -312,18 +449,18 @@ func (st *Stream) CloseWith(code int, reason string) error {
 // endedByPeer applies the peer's CLOSE line.
 func (st *Stream) endedByPeer(ce *wire.CloseError) {
 	st.ended.CompareAndSwap(nil, ce)
-	st.ys.SetReadDeadline(time.Now())
-	st.ys.SetWriteDeadline(time.Now())
+	st.ys().SetReadDeadline(time.Now())
+	st.ys().SetWriteDeadline(time.Now())
 }
 
 // StreamID is the stream's number within its session.
-func (st *Stream) StreamID() uint32 { return st.ys.StreamID() }
+func (st *Stream) StreamID() uint32 { return st.ys().StreamID() }
 
-func (st *Stream) LocalAddr() net.Addr                { return st.ys.LocalAddr() }
-func (st *Stream) RemoteAddr() net.Addr               { return st.ys.RemoteAddr() }
-func (st *Stream) SetDeadline(t time.Time) error      { return st.ys.SetDeadline(t) }
-func (st *Stream) SetReadDeadline(t time.Time) error  { return st.ys.SetReadDeadline(t) }
-func (st *Stream) SetWriteDeadline(t time.Time) error { return st.ys.SetWriteDeadline(t) }
+func (st *Stream) LocalAddr() net.Addr                { return st.ys().LocalAddr() }
+func (st *Stream) RemoteAddr() net.Addr               { return st.ys().RemoteAddr() }
+func (st *Stream) SetDeadline(t time.Time) error      { return st.ys().SetDeadline(t) }
+func (st *Stream) SetReadDeadline(t time.Time) error  { return st.ys().SetReadDeadline(t) }
+func (st *Stream) SetWriteDeadline(t time.Time) error { return st.ys().SetWriteDeadline(t) }
 
 // Refusal is the gateway's answer to an OPEN it refused.
 type Refusal struct {
