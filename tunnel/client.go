@@ -137,6 +137,9 @@ type Client struct {
 	muxMu     sync.Mutex
 	sess      *mux.Client
 	noMux     atomic.Bool // the gateway offers no sessions
+	// tlsResumed says whether the last session WebSocket resumed a TLS
+	// session.
+	tlsResumed atomic.Bool
 }
 
 // NormalizeGateway checks a gateway URL and returns it without a trailing
@@ -180,7 +183,10 @@ func NewClient(rawURL string, opts ClientOptions) (*Client, error) {
 	// A load balancer's affinity cookie (HAProxy's "cookie ... insert")
 	// brings a resumed session back to the gateway that holds it.
 	jar, _ := cookiejar.New(nil)
-	tlsConf := &tls.Config{MinVersion: tls.VersionTLS12}
+	// The session cache lets a new connection (the tunnel session after
+	// the sign-in, a resume after a network change) skip a round trip of
+	// the TLS handshake.
+	tlsConf := &tls.Config{MinVersion: tls.VersionTLS12, ClientSessionCache: tls.NewLRUClientSessionCache(32)}
 	if opts.CAFile != "" {
 		pem, err := os.ReadFile(opts.CAFile)
 		if err != nil {
@@ -516,7 +522,12 @@ func (c *Client) session(ctx context.Context) (*mux.Client, error) {
 		}
 		ws, resp, err := c.muxDialer.DialContext(ctx, u, h)
 		if err == nil {
-			if tc, ok := ws.NetConn().(*net.TCPConn); ok {
+			nc := ws.NetConn()
+			if tc, ok := nc.(*tls.Conn); ok {
+				c.tlsResumed.Store(tc.ConnectionState().DidResume)
+				nc = tc.NetConn()
+			}
+			if tc, ok := nc.(*net.TCPConn); ok {
 				tc.SetNoDelay(true)
 			}
 		}
@@ -549,6 +560,10 @@ func (c *Client) Session() *mux.Client {
 	defer c.muxMu.Unlock()
 	return c.sess
 }
+
+// TLSResumed reports whether the last WebSocket of the tunnel session
+// resumed an earlier TLS session (one round trip fewer to connect).
+func (c *Client) TLSResumed() bool { return c.tlsResumed.Load() }
 
 // Close ends the tunnel session and with it every connection on it.
 func (c *Client) Close() {

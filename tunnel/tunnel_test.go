@@ -563,6 +563,11 @@ func TestHTTPSGateway(t *testing.T) {
 	if got, err := roundTrip(t, f.Addr().String(), "over tls"); err != nil || got != "OVER TLS" {
 		t.Fatalf("got %q %v", got, err)
 	}
+	// The tunnel session's TLS handshake resumed the sign-in's TLS
+	// session (the ticket the gateway gave with the first connection).
+	if !c.TLSResumed() {
+		t.Fatal("the tunnel session did a full TLS handshake after the sign-in")
+	}
 	if _, err := NewClient(url, ClientOptions{CAFile: filepath.Join(dir, "missing.pem")}); err == nil {
 		t.Fatal("a missing CA file was accepted")
 	}
