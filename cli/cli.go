@@ -549,6 +549,7 @@ func (c *command) open(ctx context.Context, args []string) error {
 	fs := c.flags("open")
 	bind := fs.String("bind", "127.0.0.1", "local address to listen on")
 	verbose := fs.Bool("v", false, "log every connection")
+	allowOthers := fs.Bool("allow-other-users", false, "let other users of this computer (and other computers, with --bind) connect; by default only your own programs may")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -567,9 +568,10 @@ func (c *command) open(ctx context.Context, args []string) error {
 	log := slog.New(slog.NewTextHandler(c.env.Stderr, &slog.HandlerOptions{Level: level}))
 	store, _ := c.tickets()
 	m, err := tunnel.NewManager(tunnel.ManagerConfig{
-		Client:    client,
-		Logger:    log,
-		ExpiresAt: t.ExpiresAt,
+		Client:          client,
+		Logger:          log,
+		ExpiresAt:       t.ExpiresAt,
+		AllowOtherUsers: *allowOthers || s.AllowOtherUsers,
 		OnTicket: func(nt tunnel.Ticket) {
 			if err := store.Save(client.Gateway(), nt); err != nil {
 				log.Warn("could not store the renewed ticket", "err", err)
@@ -712,6 +714,7 @@ func (c *command) launch(ctx context.Context, args []string) error {
 	fs := c.flags("launch")
 	bind := fs.String("bind", "127.0.0.1", "local address to listen on")
 	port := fs.Int("port", 0, "local port to listen on (required)")
+	allowOthers := fs.Bool("allow-other-users", false, "let other users of this computer (and other computers, with --bind) connect; by default only your own programs may")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -726,7 +729,11 @@ func (c *command) launch(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrUsage, err)
 	}
-	cfg := tunnel.LaunchConfig{Target: target, Local: net.JoinHostPort(*bind, strconv.Itoa(*port)),
+	st, _, err := c.settings()
+	if err != nil {
+		return err
+	}
+	cfg := tunnel.LaunchConfig{Target: target, Local: net.JoinHostPort(*bind, strconv.Itoa(*port)), AllowOtherUsers: *allowOthers || st.AllowOtherUsers,
 		Logger: slog.New(slog.NewTextHandler(c.env.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		OnConnError: func(name string, err error) {
 			fmt.Fprintf(c.env.Stderr, "porthole: launch %s%s: %v\n", name, target.Path, err)

@@ -17,15 +17,18 @@ import (
 // Forwarder listens locally and carries each accepted connection to a
 // dialled stream: a gateway tunnel, or a launcher. Close stops it.
 type Forwarder struct {
-	name   string
-	info   TunnelInfo
-	ln     net.Listener
-	dial   func(ctx context.Context) (net.Conn, error)
-	log    *slog.Logger
-	onErr  func(context string, err error)
-	ctx    context.Context
-	cancel context.CancelCauseFunc
-	done   chan struct{} // closed when serve has returned
+	name  string
+	info  TunnelInfo
+	ln    net.Listener
+	dial  func(ctx context.Context) (net.Conn, error)
+	log   *slog.Logger
+	onErr func(context string, err error)
+	// allowOthers lets other users of the computer (and other computers)
+	// connect; by default only the user's own programs may.
+	allowOthers bool
+	ctx         context.Context
+	cancel      context.CancelCauseFunc
+	done        chan struct{} // closed when serve has returned
 
 	wg        sync.WaitGroup
 	up, down  atomic.Int64
@@ -47,6 +50,8 @@ type forwarderConfig struct {
 	dial   func(ctx context.Context) (net.Conn, error)
 	log    *slog.Logger
 	onErr  func(context string, err error)
+	// allowOthers: see Forwarder.
+	allowOthers bool
 }
 
 // newForwarder starts serving ln.
@@ -55,7 +60,7 @@ func newForwarder(c forwarderConfig) *Forwarder {
 		c.parent = context.Background()
 	}
 	ctx, cancel := context.WithCancelCause(c.parent)
-	f := &Forwarder{name: c.name, info: c.info, ln: c.ln, dial: c.dial, log: c.log, onErr: c.onErr, ctx: ctx, cancel: cancel,
+	f := &Forwarder{name: c.name, info: c.info, ln: c.ln, dial: c.dial, log: c.log, onErr: c.onErr, allowOthers: c.allowOthers, ctx: ctx, cancel: cancel,
 		conns: map[*fconn]struct{}{}, done: make(chan struct{})}
 	go f.serve()
 	return f
@@ -128,6 +133,11 @@ func (f *Forwarder) handle(fc *fconn) {
 		f.mu.Unlock()
 	}()
 	log := f.log.With("context", f.name, "from", fc.local.RemoteAddr().String())
+	if err := f.checkPeer(fc.local); err != nil {
+		f.fail(log, err)
+		fc.local.Close()
+		return
+	}
 	ws, err := f.dial(f.ctx)
 	if err != nil {
 		var le *LaunchError
@@ -156,6 +166,27 @@ func (f *Forwarder) handle(fc *fconn) {
 		}
 		f.fail(log, err)
 	}
+}
+
+// checkPeer refuses a connection that another user of the computer (or
+// another computer) opened, unless others are allowed: a tunnel carries its
+// user's access, not theirs.
+func (f *Forwarder) checkPeer(c net.Conn) error {
+	if f.allowOthers {
+		return nil
+	}
+	owner, same, err := localPeerOwner(c)
+	if same {
+		return nil
+	}
+	why := fmt.Sprintf("it was opened by another user of this computer (%s)", owner)
+	switch {
+	case errors.Is(err, errFromAnotherComputer):
+		why = "it comes from another computer"
+	case err != nil:
+		why = fmt.Sprintf("which user opened it cannot be told (%v)", err)
+	}
+	return fmt.Errorf("refused a connection from %s: %s; only your own programs may use this tunnel (\"allowOtherUsers\": true in settings.json lets others)", c.RemoteAddr(), why)
 }
 
 // localEnded reports whether err only says that the local program ended

@@ -107,6 +107,9 @@ type LaunchConfig struct {
 	// OnConnError is told when a connection fails, with the launcher's
 	// ERR text; nil means only log it.
 	OnConnError func(context string, err error)
+	// AllowOtherUsers lets other users of the computer connect (see
+	// ManagerConfig).
+	AllowOtherUsers bool
 }
 
 // ListenLaunch listens on cfg.Local; each connection is carried to the
@@ -146,5 +149,5 @@ func ListenLaunch(cfg LaunchConfig) (*Forwarder, error) {
 	if err != nil {
 		return nil, fmt.Errorf("launch %s%s: listen on %s: %w", name, cfg.Target.Path, cfg.Local, err)
 	}
-	return newForwarder(forwarderConfig{name: name, ln: ln, dial: dial, log: cfg.Logger, onErr: cfg.OnConnError}), nil
+	return newForwarder(forwarderConfig{name: name, ln: ln, dial: dial, log: cfg.Logger, onErr: cfg.OnConnError, allowOthers: cfg.AllowOtherUsers}), nil
 }

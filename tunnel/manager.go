@@ -52,6 +52,10 @@ type ManagerConfig struct {
 	// PickUpPeriod is how often LoadTicket is read while the gateway
 	// refuses the ticket; 0 means 2s.
 	PickUpPeriod time.Duration
+	// AllowOtherUsers lets other users of the computer (and other
+	// computers, where the local address allows) use the local ports;
+	// by default a connection opened by anyone but the user is refused.
+	AllowOtherUsers bool
 }
 
 // Manager runs local forwarders for one gateway and keeps the ticket
@@ -334,7 +338,7 @@ func (m *Manager) Start(ctx context.Context, name, localAddr string) (*Forwarder
 		}
 		return nil, fmt.Errorf("open tunnel %q: listen on %s: %w", info.Context, localAddr, err)
 	}
-	f := newForwarder(forwarderConfig{parent: m.ctx, name: info.Context, info: info, ln: ln, log: m.log, onErr: m.cfg.OnConnError,
+	f := newForwarder(forwarderConfig{parent: m.ctx, name: info.Context, info: info, ln: ln, log: m.log, onErr: m.cfg.OnConnError, allowOthers: m.cfg.AllowOtherUsers,
 		dial: func(ctx context.Context) (net.Conn, error) { return m.dialTunnel(ctx, info.Context) }})
 	m.mu.Lock()
 	if old, ok := m.fwd[key]; ok {

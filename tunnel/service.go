@@ -294,6 +294,7 @@ func (s *Service) start(ctx context.Context, client *Client, t Ticket) error {
 	s.stopManager()
 	mgr, err := NewManager(ManagerConfig{
 		Client: client, Logger: s.log, ExpiresAt: t.ExpiresAt, TicketWait: s.cfg.TicketWait,
+		AllowOtherUsers: s.Settings().AllowOtherUsers,
 		OnTicket: func(nt Ticket) {
 			if err := s.tickets.Save(client.Gateway(), nt); err != nil {
 				s.log.Warn("could not store the renewed ticket", "err", err)

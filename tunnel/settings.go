@@ -48,6 +48,9 @@ type Settings struct {
 	User    string                    `json:"user,omitempty"`
 	CA      string                    `json:"ca,omitempty"`
 	Tunnels map[string]TunnelSettings `json:"tunnels,omitempty"`
+	// AllowOtherUsers lets other users of this computer use the local
+	// ports; by default only the user's own programs may.
+	AllowOtherUsers bool `json:"allowOtherUsers,omitempty"`
 
 	extra map[string]json.RawMessage
 }
@@ -71,7 +74,7 @@ func ConfigDir() (string, error) {
 }
 
 var (
-	knownSettings       = []string{"gateway", "user", "ca", "tunnels"}
+	knownSettings       = []string{"gateway", "user", "ca", "tunnels", "allowOtherUsers"}
 	knownTunnelSettings = []string{"localPort", "autoStart"}
 )
 
