@@ -566,6 +566,7 @@ func (c *command) open(ctx context.Context, args []string) error {
 		level = slog.LevelInfo
 	}
 	log := slog.New(slog.NewTextHandler(c.env.Stderr, &slog.HandlerOptions{Level: level}))
+	client.SetLogger(log)
 	store, _ := c.tickets()
 	m, err := tunnel.NewManager(tunnel.ManagerConfig{
 		Client:          client,

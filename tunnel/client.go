@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
@@ -118,6 +119,9 @@ type ClientOptions struct {
 	// ResumeLimit is how long a session whose WebSocket dropped keeps
 	// trying to resume before its connections end; 0 means 10 minutes.
 	ResumeLimit time.Duration
+	// Logger is told when the tunnel session loses the gateway and gets
+	// it back; nil means slog.Default().
+	Logger *slog.Logger
 }
 
 // Client talks to one gateway. It is safe for concurrent use.
@@ -533,7 +537,12 @@ func (c *Client) session(ctx context.Context) (*mux.Client, error) {
 		}
 		return ws, resp, err
 	}
+	log := c.opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
 	sess, resp, err := mux.Dial(ctx, dial, mux.Config{
+		Log:         log,
 		ResumeLimit: c.opts.ResumeLimit,
 		PingPeriod:  c.opts.PingPeriod,
 		PongWait:    c.opts.PongWait,
@@ -560,6 +569,9 @@ func (c *Client) Session() *mux.Client {
 	defer c.muxMu.Unlock()
 	return c.sess
 }
+
+// SetLogger sets ClientOptions.Logger; call it before the first Dial.
+func (c *Client) SetLogger(l *slog.Logger) { c.opts.Logger = l }
 
 // TLSResumed reports whether the last WebSocket of the tunnel session
 // resumed an earlier TLS session (one round trip fewer to connect).

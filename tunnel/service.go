@@ -223,6 +223,9 @@ func (s *Service) Resume(ctx context.Context) error {
 func (s *Service) clientOptions(ca string) ClientOptions {
 	o := s.cfg.ClientOptions
 	o.CAFile = ca
+	if o.Logger == nil {
+		o.Logger = s.log
+	}
 	return o
 }
 

@@ -146,6 +146,7 @@ func (c *Client) lost() {
 	if c.ctx.Err() != nil || !c.reconnecting.CompareAndSwap(false, true) {
 		return
 	}
+	c.cfg.Log.Warn("lost the connection to the gateway; reconnecting (connections wait)", "for_up_to", c.cfg.ResumeLimit)
 	deadline := time.Now().Add(c.cfg.ResumeLimit)
 	delay := 50 * time.Millisecond
 	for {
@@ -169,10 +170,11 @@ func (c *Client) lost() {
 				return
 			}
 			c.resumes.Add(1)
-			c.cfg.Log.Info("tunnel session resumed", "session", c.id)
+			c.cfg.Log.Warn("the connection to the gateway is back; every connection carried on")
 			return
 		}
 		if resp != nil && resp.StatusCode == http.StatusGone {
+			c.cfg.Log.Warn("the gateway no longer has the tunnel session: its connections ended; new ones start a new session")
 			c.link.fail(ErrSessionGone)
 			c.ym.Close()
 			return
@@ -181,6 +183,7 @@ func (c *Client) lost() {
 			return
 		}
 		if time.Now().After(deadline) {
+			c.cfg.Log.Warn("the gateway stayed unreachable for longer than the resume limit: the tunnel session's connections ended", "limit", c.cfg.ResumeLimit)
 			c.link.fail(ErrLinkExpired)
 			c.ym.Close()
 			return
