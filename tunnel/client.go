@@ -205,14 +205,19 @@ func NewClient(rawURL string, opts ClientOptions) (*Client, error) {
 		}
 		tlsConf.RootCAs = pool
 	}
+	// Proxies (HTTPS_PROXY and the like) are reached with CONNECT by
+	// proxyDialer, which also answers their Negotiate, NTLM or Basic
+	// challenge; TLS to the gateway runs inside the tunnel.
+	pd := newProxyDialer(base)
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = tlsConf
-	tr.Proxy = http.ProxyFromEnvironment
+	tr.Proxy = nil
+	tr.DialContext = pd.DialContext
 	return &Client{
 		base: base,
 		http: &http.Client{Transport: tr, Timeout: opts.Timeout},
 		dialer: &websocket.Dialer{
-			Proxy:            http.ProxyFromEnvironment,
+			NetDialContext:   pd.DialContext,
 			TLSClientConfig:  tlsConf,
 			HandshakeTimeout: 20 * time.Second,
 			Subprotocols:     []string{wire.Subprotocol},
@@ -224,7 +229,7 @@ func NewClient(rawURL string, opts ClientOptions) (*Client, error) {
 			WriteBufferPool: &sync.Pool{},
 		},
 		muxDialer: &websocket.Dialer{
-			Proxy:            http.ProxyFromEnvironment,
+			NetDialContext:   pd.DialContext,
 			TLSClientConfig:  tlsConf,
 			HandshakeTimeout: 20 * time.Second,
 			Subprotocols:     []string{wire.MuxSubprotocol},
@@ -311,7 +316,7 @@ func (c *Client) transportError(err error) error {
 	if errors.Is(err, context.Canceled) {
 		return err
 	}
-	return fmt.Errorf("%w: cannot reach %s: %v", ErrGatewayUnreachable, c.Gateway(), err)
+	return fmt.Errorf("%w: cannot reach %s: %w", ErrGatewayUnreachable, c.Gateway(), err)
 }
 
 func apiError(resp *http.Response, data []byte) error {
@@ -586,6 +591,7 @@ func (c *Client) Close() {
 	if sess != nil {
 		sess.Close()
 	}
+	c.http.CloseIdleConnections()
 }
 
 func (c *Client) wsURL(path string) string {

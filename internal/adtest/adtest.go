@@ -30,8 +30,10 @@ type Domain struct {
 	// owns the SPN HTTP/localhost whose keys are in Keytab.
 	BindDN, BindPassword string
 	Keytab, Krb5Conf     string
-	tls                  *tls.Config
-	usersDN              string
+	// SMBConf is the domain controller's smb.conf (for Samba's ntlm_auth).
+	SMBConf string
+	tls     *tls.Config
+	usersDN string
 }
 
 // Get returns the domain from PORTHOLE_TEST_AD_*; without it the test is
@@ -49,7 +51,7 @@ func Get(t testing.TB) *Domain {
 		Realm: os.Getenv("PORTHOLE_TEST_AD_REALM"), AdminDN: os.Getenv("PORTHOLE_TEST_AD_ADMIN"),
 		AdminPassword: os.Getenv("PORTHOLE_TEST_AD_ADMIN_PASSWORD"), BindDN: os.Getenv("PORTHOLE_TEST_AD_BIND"),
 		BindPassword: os.Getenv("PORTHOLE_TEST_AD_BIND_PASSWORD"), Keytab: os.Getenv("PORTHOLE_TEST_KEYTAB"),
-		Krb5Conf: os.Getenv("PORTHOLE_TEST_KRB5_CONF"), Domain: "PORTHOLE"}
+		Krb5Conf: os.Getenv("PORTHOLE_TEST_KRB5_CONF"), SMBConf: os.Getenv("PORTHOLE_TEST_AD_SMBCONF"), Domain: "PORTHOLE"}
 	d.usersDN = "CN=Users," + d.BaseDN
 	pem, err := os.ReadFile(d.CAFile)
 	if err != nil {

@@ -40,7 +40,7 @@ samba-tool domain provision --realm="$ad_realm" --domain=PORTHOLE --adminpass="$
   --server-role=dc --dns-backend=NONE --targetdir="$ad" --host-name=portholedc \
   --option="netbios name=PORTHOLEDC" \
   --option="interfaces=lo" --option="bind interfaces only=yes" \
-  --option="server services=ldap,kdc" --option="pid directory=$ad" \
+  --option="server services=ldap,kdc,winbindd" --option="pid directory=$ad" \
   --option="tls keyfile=$ad/tls/key.pem" --option="tls certfile=$ad/tls/cert.pem" --option="tls cafile=$ad/tls/ca.pem" \
   --option="log file=$ad/log.%m" >"$ad/provision.log" 2>&1 || { cat "$ad/provision.log"; exit 1; }
 # provision does not carry every option into smb.conf: add what it dropped.
@@ -55,6 +55,10 @@ for _ in $(seq 1 150); do
   kill -0 "$ad_pid" 2>/dev/null || { cat "$ad/samba.log"; echo "samba exited"; exit 1; }
   sleep 0.2
 done
+# NTLM sign-ins (squid's ntlm_auth helper, running as the proxy user) go
+# through the domain controller's winbindd and its privileged pipe.
+for _ in $(seq 1 100); do [ -S /run/samba/winbindd/pipe ] && break; sleep 0.1; done
+getent group proxy >/dev/null && chgrp proxy "$ad/state/winbindd_privileged" && chmod 750 "$ad/state/winbindd_privileged"
 samba-tool user add porthole-gw "$ad_gw_pw" -s "$ad/etc/smb.conf" >/dev/null
 samba-tool user setexpiry porthole-gw --noexpiry -s "$ad/etc/smb.conf" >/dev/null
 samba-tool spn add HTTP/localhost porthole-gw -s "$ad/etc/smb.conf"
@@ -80,4 +84,4 @@ export PORTHOLE_TEST_AD_URL=ldaps://127.0.0.1:636 PORTHOLE_TEST_AD_CA="$ad/tls/c
 export PORTHOLE_TEST_AD_BASE="DC=porthole,DC=test" PORTHOLE_TEST_AD_REALM="$ad_realm"
 export PORTHOLE_TEST_AD_ADMIN="CN=Administrator,CN=Users,DC=porthole,DC=test" PORTHOLE_TEST_AD_ADMIN_PASSWORD="$ad_admin_pw"
 export PORTHOLE_TEST_AD_BIND="CN=porthole-gw,CN=Users,DC=porthole,DC=test" PORTHOLE_TEST_AD_BIND_PASSWORD="$ad_gw_pw"
-export PORTHOLE_TEST_KEYTAB="$ad/http.keytab" PORTHOLE_TEST_KRB5_CONF="$ad/krb5.conf"
+export PORTHOLE_TEST_KEYTAB="$ad/http.keytab" PORTHOLE_TEST_KRB5_CONF="$ad/krb5.conf" PORTHOLE_TEST_AD_SMBCONF="$ad/etc/smb.conf"
