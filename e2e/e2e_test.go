@@ -139,8 +139,7 @@ func startGatewayProc(t *testing.T) *gatewayProc {
 	g := &gatewayProc{data: data, cmd: cmd, out: watch(t, "gateway", pr)}
 	t.Cleanup(func() {
 		if cmd.ProcessState == nil {
-			cmd.Process.Signal(syscall.SIGTERM)
-			cmd.Wait()
+			stopProcess(t, "the gateway", cmd)
 		}
 		pw.Close()
 		if t.Failed() {
@@ -287,4 +286,29 @@ func loginAPI(t *testing.T, g *gatewayProc, user, pw string) string {
 	var resp struct{ Ticket string }
 	json.Unmarshal(b, &resp)
 	return resp.Ticket
+}
+
+// stopProcess ends a process with SIGTERM; one that has not exited ten
+// seconds later is a shutdown that hangs: it gets SIGQUIT (a Go program
+// prints its goroutines) and the test fails.
+func stopProcess(t *testing.T, name string, cmd *exec.Cmd) {
+	t.Helper()
+	cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		cmd.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		cmd.Process.Signal(syscall.SIGQUIT)
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+		t.Errorf("%s did not stop within 10 s of SIGTERM (its goroutines are in its output)", name)
+	}
 }

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -46,8 +45,7 @@ func startGatewayOn(t *testing.T, name, store string) *gatewayProc {
 	g := &gatewayProc{data: dir, cmd: cmd, out: watch(t, name, pr)}
 	t.Cleanup(func() {
 		if cmd.ProcessState == nil {
-			cmd.Process.Signal(syscall.SIGTERM)
-			cmd.Wait()
+			stopProcess(t, name, cmd)
 		}
 		pw.Close()
 		if t.Failed() {

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/porthole/porthole/internal/gwtest"
 	"github.com/porthole/porthole/internal/toxitest"
 )
 
@@ -83,5 +84,50 @@ func TestPsqlSurvivesAnOutage(t *testing.T) {
 	}
 	o.out.wait(t, regexp.MustCompile(`lost the connection to the gateway`), 5*time.Second)
 	o.out.wait(t, regexp.MustCompile(`the connection to the gateway is back`), 5*time.Second)
+	o.interrupt(t)
+}
+
+// TestCtrlCDuringAnOutage: Ctrl-C while the network is gone and a
+// connection is in the middle of an upload (its bytes wait for the session
+// to resume) still ends `porthole open` at once, its ports closed.
+func TestCtrlCDuringAnOutage(t *testing.T) {
+	g := startGatewayProc(t)
+	g.admin(t, "tunnel", "add", "sink", gwtest.UpperAfterEOF(t), "--groups", "admin@ROOT")
+	network := toxitest.New(t, strings.TrimPrefix(g.url, "http://"))
+	c := newClient(t)
+	c.login(t, &gatewayProc{url: "http://" + network.Addr()}, "admin", "admin-password")
+	o := c.open(t, "sink:0")
+	// Enough uploads at once to fill the session's window, not only each
+	// stream's.
+	const uploads = 24
+	wrote := make(chan int64, uploads)
+	for range uploads {
+		conn, err := net.Dial("tcp", o.addrs["sink"])
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		go func() {
+			chunk := make([]byte, 64<<10)
+			var n int64
+			for {
+				conn.SetWriteDeadline(time.Now().Add(3 * time.Second))
+				k, err := conn.Write(chunk)
+				n += int64(k)
+				if err != nil {
+					wrote <- n
+					return
+				}
+			}
+		}()
+	}
+	time.Sleep(300 * time.Millisecond)
+	network.Cut()
+	// The uploads stall once the session's window and the sockets are full.
+	var total int64
+	for range uploads {
+		total += <-wrote
+	}
+	t.Logf("%d MiB written before the uploads stalled", total>>20)
 	o.interrupt(t)
 }

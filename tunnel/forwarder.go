@@ -218,7 +218,11 @@ func (f *Forwarder) fail(log *slog.Logger, err error) {
 	}
 }
 
-// Close stops accepting, ends every connection and waits for them.
+// closeWait bounds how long Close waits for connections to end.
+const closeWait = 3 * time.Second
+
+// Close stops accepting, ends every connection and waits for them (up to
+// closeWait: see below).
 func (f *Forwarder) Close() {
 	f.closeOnce.Do(func() {
 		f.cancel(&wire.CloseError{Code: wire.CloseGoingAway, Reason: "client closed the tunnel"})
@@ -229,7 +233,19 @@ func (f *Forwarder) Close() {
 			fc.local.Close()
 		}
 		f.mu.Unlock()
-		f.wg.Wait()
+		// A connection whose last bytes wait for the tunnel session to
+		// resume ends with the session; closing does not wait for it.
+		done := make(chan struct{})
+		go func() {
+			f.wg.Wait()
+			close(done)
+		}()
+		select {
+		case <-done:
+		case <-time.After(closeWait):
+			f.log.Warn("tunnel closed; connections still waiting for the gateway end with the session", "context", f.name)
+			return
+		}
 		f.log.Info("tunnel closed", "context", f.name)
 	})
 }

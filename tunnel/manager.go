@@ -402,7 +402,19 @@ func (m *Manager) StopAll() {
 // Close stops every tunnel and the renewer, and ends the client's tunnel
 // session.
 func (m *Manager) Close() {
-	m.StopAll()
+	stopped := make(chan struct{})
+	go func() {
+		m.StopAll()
+		close(stopped)
+	}()
+	select {
+	case <-stopped:
+	case <-time.After(500 * time.Millisecond):
+		// Connections waiting for the gateway (the network is gone and
+		// the session waits to resume): end the session, and them with it.
+		m.client.Close()
+		<-stopped
+	}
 	m.cancel()
 	<-m.done
 	m.client.Close()

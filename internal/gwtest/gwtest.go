@@ -94,15 +94,35 @@ func serve(t testing.TB, handle func(net.Conn)) string {
 		t.Fatal(err)
 	}
 	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	var mu sync.Mutex
+	open := map[net.Conn]bool{}
+	// At the end connections still open are closed, not waited for: a
+	// gateway may hold one for a tunnel session that waits to resume.
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for c := range open {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
 	wg.Go(func() {
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
+			mu.Lock()
+			open[c] = true
+			mu.Unlock()
 			wg.Go(func() {
-				defer c.Close()
+				defer func() {
+					c.Close()
+					mu.Lock()
+					delete(open, c)
+					mu.Unlock()
+				}()
 				handle(c)
 				if tc, ok := c.(*net.TCPConn); ok {
 					tc.CloseWrite()

@@ -67,6 +67,10 @@ type link struct {
 	inAcked    uint64 // the last count we acknowledged
 	ackTimer   *time.Timer
 	recRemain  int // data bytes left in the record being read
+	// staged holds what the multiplexer wrote of a frame not yet whole.
+	staged []byte
+	// ackDue asks the sender to acknowledge inRead.
+	ackDue bool
 	// onControl receives control records, on the reading goroutine.
 	onControl func([]byte)
 
@@ -184,6 +188,18 @@ func (l *link) sender() {
 		for {
 			l.mu.Lock()
 			ws, gen := l.ws, l.gen
+			if ws != nil && l.ackDue {
+				n := l.inRead
+				l.inAcked, l.ackDue = n, false
+				l.mu.Unlock()
+				var b [8]byte
+				binary.BigEndian.PutUint64(b[:], n)
+				if err := l.writeFrame(ws, frameAck, b[:]); err != nil {
+					l.detach(gen)
+					break
+				}
+				continue
+			}
 			if ws == nil || l.outSent == l.outWritten {
 				l.mu.Unlock()
 				break
@@ -344,6 +360,7 @@ func (l *link) acked(n uint64, gen int) error {
 // set or a quarter of the window waits to be acknowledged, otherwise soon.
 func (l *link) sendAck(force bool) {
 	l.mu.Lock()
+	defer l.mu.Unlock()
 	pending := l.inRead - l.inAcked
 	if !force && pending < uint64(l.window/4) {
 		if pending > 0 && l.ackTimer == nil {
@@ -354,20 +371,12 @@ func (l *link) sendAck(force bool) {
 				l.sendAck(true)
 			})
 		}
-		l.mu.Unlock()
 		return
 	}
-	n, ws, gen := l.inRead, l.ws, l.gen
-	l.inAcked = n
-	l.mu.Unlock()
-	if ws == nil {
-		return
-	}
-	var b [8]byte
-	binary.BigEndian.PutUint64(b[:], n)
-	if err := l.writeFrame(ws, frameAck, b[:]); err != nil {
-		l.detach(gen)
-	}
+	// The sender writes it: a reader (yamux, perhaps holding a stream's
+	// lock) never waits for the network.
+	l.ackDue = true
+	l.kick()
 }
 
 // Records inside the link's byte stream: a kind byte, a uvarint length,
@@ -376,7 +385,12 @@ func (l *link) sendAck(force bool) {
 const (
 	recordData    = 0
 	recordControl = 1
-	maxRecord     = 64 << 10
+	// maxRecord bounds a record: a yamux frame is at most a stream's
+	// window (Config.StreamWindow, at most 16 MiB) and its header.
+	maxRecord = 16<<20 + yamuxHeader
+	// yamuxHeader is the size of a yamux frame header; a data frame's
+	// (type 0) body length is its last four bytes.
+	yamuxHeader = 12
 )
 
 // Read returns the multiplexer's bytes in order, waiting through a drop.
@@ -384,7 +398,8 @@ const (
 func (l *link) Read(p []byte) (int, error) {
 	l.mu.Lock()
 	for {
-		if l.recRemain > 0 && len(l.in) > 0 {
+		if l.recRemain > 0 {
+			// The record is all here (see below).
 			n := copy(p, l.in[:min(l.recRemain, len(l.in))])
 			l.consume(n)
 			l.recRemain -= n
@@ -392,7 +407,7 @@ func (l *link) Read(p []byte) (int, error) {
 			l.sendAck(false)
 			return n, nil
 		}
-		if l.recRemain == 0 && len(l.in) > 0 {
+		if len(l.in) > 0 {
 			kind := l.in[0]
 			size, hn := binary.Uvarint(l.in[1:])
 			switch {
@@ -401,13 +416,16 @@ func (l *link) Read(p []byte) (int, error) {
 				l.mu.Unlock()
 				l.fail(err)
 				return 0, err
-			case hn == 0:
-				// The header is not complete yet.
+			case hn == 0 || len(l.in) < 1+hn+int(size):
+				// A record is handed on only once all of it is here, so
+				// the reader (yamux, which reads a frame's body holding
+				// its stream's lock) never waits in the middle of one
+				// while the session waits to resume.
 			case kind == recordData:
 				l.consume(1 + hn)
 				l.recRemain = int(size)
 				continue
-			case len(l.in) >= 1+hn+int(size):
+			default:
 				msg := append([]byte(nil), l.in[1+hn:1+hn+int(size)]...)
 				l.consume(1 + hn + int(size))
 				if l.onControl != nil {
@@ -435,24 +453,41 @@ func (l *link) consume(n int) {
 }
 
 // Write keeps p until the peer acknowledges it and sends it when a
-// WebSocket carries the link; it waits while the window is full.
+// WebSocket carries the link; it waits while the window is full. The bytes
+// are yamux frames, and each frame (header and body, which yamux writes
+// separately) becomes one record, so that the reader gets whole frames.
 func (l *link) Write(p []byte) (int, error) {
-	written := 0
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for len(p) > 0 {
-		for len(l.out) >= l.window && l.closedErr == nil {
+	if l.closedErr != nil {
+		return 0, l.closedErr
+	}
+	l.staged = append(l.staged, p...)
+	for len(l.staged) >= yamuxHeader {
+		size := yamuxHeader
+		if l.staged[1] == 0 { // a data frame: its body follows
+			size += int(binary.BigEndian.Uint32(l.staged[8:12]))
+		}
+		if size > maxRecord {
+			err := fmt.Errorf("a frame of %d bytes is larger than a link record", size)
+			return 0, err
+		}
+		if len(l.staged) < size {
+			break
+		}
+		for len(l.out) > 0 && len(l.out)+size > l.window && l.closedErr == nil {
 			l.cond.Wait()
 		}
 		if l.closedErr != nil {
-			return written, l.closedErr
+			return 0, l.closedErr
 		}
-		n := min(len(p), l.window-len(l.out), maxRecord)
-		l.appendRecord(recordData, p[:n])
-		p = p[n:]
-		written += n
+		l.appendRecord(recordData, l.staged[:size])
+		l.staged = l.staged[size:]
 	}
-	return written, nil
+	if len(l.staged) == 0 {
+		l.staged = l.staged[:0:0]
+	}
+	return len(p), nil
 }
 
 // writeControl sends a control record in order with the data, past the
@@ -463,7 +498,7 @@ func (l *link) writeControl(msg []byte) error {
 	if l.closedErr != nil {
 		return l.closedErr
 	}
-	l.appendRecord(recordControl, msg[:min(len(msg), maxRecord)])
+	l.appendRecord(recordControl, msg[:min(len(msg), 64<<10)])
 	return nil
 }
 

@@ -80,6 +80,9 @@ func (c Config) withDefaults() Config {
 	if c.StreamWindow == 0 {
 		c.StreamWindow = 1 << 20
 	}
+	// A whole frame (up to a stream's window) must fit the link's window.
+	c.StreamWindow = min(c.StreamWindow, 16<<20, uint32(max(c.Window/2, 256<<10)))
+	c.Window = max(c.Window, int(c.StreamWindow)*2)
 	if c.ResumeLimit == 0 {
 		c.ResumeLimit = 10 * time.Minute
 	}
@@ -438,10 +441,15 @@ func (st *Stream) CloseWith(code int, reason string) error {
 			st.sess.sendClose(st.ys().StreamID(), code, reason)
 		}
 		st.ended.CompareAndSwap(nil, &wire.CloseError{Code: wire.CloseNormal})
-		st.ys().Close()
-		// Wake a reader still waiting for the peer's FIN.
-		st.ys().SetReadDeadline(time.Now())
+		ys := st.ys()
+		// Wake a reader still waiting for the peer's FIN, and a writer
+		// waiting for the stream's window.
+		ys.SetReadDeadline(time.Now())
+		ys.SetWriteDeadline(time.Now())
 		st.sess.forget(st)
+		// The FIN queues behind what was written; while the session waits
+		// to resume, queueing it may wait too, and closing never does.
+		go ys.Close()
 	})
 	return nil
 }
