@@ -3,6 +3,7 @@ package packaging
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -244,9 +245,30 @@ func TestWindowsClientUnderWine(t *testing.T) {
 		}
 		w.must(t, time.Minute, "admin-password\n", exe, "login", "--user", "admin", "--password-stdin")
 
-		// open, a round trip with half-close, Ctrl-C.
+		// Local ports take only the user's own programs. The test's
+		// connections come from a Linux process, which no Windows user
+		// owns: porthole.exe refuses them and says why...
 		p := w.start(t, exe, "open", "echo:0")
 		addr := p.wait(t, regexp.MustCompile(`^echo -> (\S+)`))
+		p.wait(t, regexp.MustCompile(`Tunnels are open`))
+		if c, err := net.DialTimeout("tcp", addr, 10*time.Second); err == nil {
+			c.SetDeadline(time.Now().Add(20 * time.Second))
+			c.Write([]byte("not mine"))
+			c.(*net.TCPConn).CloseWrite()
+			if b, _ := io.ReadAll(c); len(b) > 0 {
+				t.Fatalf("a connection no Windows user owns carried bytes: %q", b)
+			}
+			c.Close()
+		}
+		p.wait(t, regexp.MustCompile(`refused a connection from .*: which user opened it cannot be told`))
+		p.interrupt(t)
+		p.wait(t, regexp.MustCompile(`Closed every tunnel`))
+		// ... until settings.json allows others (as the tray's do below).
+		allowOthers(t, settings)
+
+		// open, a round trip with half-close, Ctrl-C.
+		p = w.start(t, exe, "open", "echo:0")
+		addr = p.wait(t, regexp.MustCompile(`^echo -> (\S+)`))
 		p.wait(t, regexp.MustCompile(`Tunnels are open`))
 		c, err := net.DialTimeout("tcp", addr, 10*time.Second)
 		if err != nil {
@@ -730,4 +752,21 @@ func artifacts() string {
 func atoi(s string) int {
 	n, _ := strconv.Atoi(s)
 	return n
+}
+
+// allowOthers sets "allowOtherUsers" in a settings.json, keeping the rest:
+// the tests connect from Linux processes, which no Windows user owns.
+func allowOthers(t *testing.T, path string) {
+	t.Helper()
+	m := map[string]any{}
+	if b, err := os.ReadFile(path); err == nil {
+		if err := json.Unmarshal(b, &m); err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+	}
+	m["allowOtherUsers"] = true
+	b, _ := json.MarshalIndent(m, "", "  ")
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
 }

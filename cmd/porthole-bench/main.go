@@ -20,7 +20,8 @@ func main() {
 	flag.IntVar(&cfg.Rounds, "rounds", 8, "rounds per metric")
 	flag.Int64Var(&cfg.Bytes, "bytes", 256<<20, "bytes per throughput round")
 	flag.IntVar(&cfg.IdleTunnels, "tunnels", 10000, "tunnels held open at once")
-	only := flag.String("only", "", "comma-separated groups to measure: throughput,rtt,socat,setup,idle,db (default all)")
+	flag.StringVar(&cfg.Chisel, "chisel", "", "a chisel binary to compare with (scripts/bench builds one)")
+	only := flag.String("only", "", "comma-separated groups to measure: throughput,rtt,socat,setup,idle,db,sessions (default all)")
 	flag.Parse()
 	if *only != "" {
 		cfg.Only = map[string]bool{}
