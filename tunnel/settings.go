@@ -222,6 +222,7 @@ func decodeSettings(b []byte) (s Settings, broken string, unknown []string) {
 	field("gateway", &s.Gateway)
 	field("user", &s.User)
 	field("ca", &s.CA)
+	field("allowOtherUsers", &s.AllowOtherUsers)
 	if v, ok := raw["tunnels"]; ok {
 		var tunnels map[string]json.RawMessage
 		if err := json.Unmarshal(v, &tunnels); err != nil {
@@ -332,6 +333,9 @@ func (s Settings) MarshalJSON() ([]byte, error) {
 	}
 	if len(s.Tunnels) > 0 {
 		out["tunnels"] = s.Tunnels
+	}
+	if s.AllowOtherUsers {
+		out["allowOtherUsers"] = true
 	}
 	return json.Marshal(out)
 }

@@ -436,6 +436,19 @@ func TestSettings(t *testing.T) {
 			t.Fatalf("saved settings lost %s:\n%s", want, b)
 		}
 	}
+	// allowOtherUsers is read and kept; a wrong type is reported.
+	os.WriteFile(path, []byte(`{"gateway": "https://gw.example.com", "allowOtherUsers": true}`), 0o644)
+	if s, err = LoadSettings(path); err != nil || !s.AllowOtherUsers {
+		t.Fatalf("allowOtherUsers: %+v %v", s, err)
+	}
+	SaveSettings(path, s)
+	if s, err = LoadSettings(path); err != nil || !s.AllowOtherUsers {
+		t.Fatalf("allowOtherUsers after a save: %+v %v", s, err)
+	}
+	os.WriteFile(path, []byte(`{"allowOtherUsers": "yes"}`), 0o644)
+	if _, err = LoadSettings(path); !errors.Is(err, ErrBrokenSettings) || !strings.Contains(err.Error(), `"allowOtherUsers" must be`) {
+		t.Fatalf("allowOtherUsers as a string: %v", err)
+	}
 }
 
 func TestBrokenSettings(t *testing.T) {

@@ -54,14 +54,14 @@ type link struct {
 	cond *sync.Cond
 
 	// Sending: out holds bytes [outAcked, outWritten).
-	out        []byte
+	out        byteQueue
 	outAcked   uint64
 	outWritten uint64
 	// outSent is how far the current WebSocket has been given bytes.
 	outSent uint64
 
 	// Receiving: in holds bytes [inRead, inReceived).
-	in         []byte
+	in         byteQueue
 	inRead     uint64
 	inReceived uint64
 	inAcked    uint64 // the last count we acknowledged
@@ -90,6 +90,10 @@ func newLink(window int, pingPeriod, pongWait time.Duration, onDetach func()) *l
 	l := &link{window: window, pingPeriod: pingPeriod, pongWait: pongWait, onDetach: onDetach,
 		send: make(chan struct{}, 1), done: make(chan struct{})}
 	l.cond = sync.NewCond(&l.mu)
+	l.in.release = func(b []byte) {
+		b = b[:cap(b)]
+		framePool.Put(&b)
+	}
 	go l.sender()
 	return l
 }
@@ -118,7 +122,7 @@ func (l *link) attach(ws *websocket.Conn, peerReceived uint64) error {
 	l.gen++
 	gen := l.gen
 	// The peer has everything before peerReceived: drop it as if acknowledged.
-	l.out = l.out[peerReceived-l.outAcked:]
+	l.out.discard(int(peerReceived - l.outAcked))
 	l.outAcked = peerReceived
 	l.outSent = peerReceived
 	l.ws = ws
@@ -204,12 +208,13 @@ func (l *link) sender() {
 				l.mu.Unlock()
 				break
 			}
-			start := l.outSent - l.outAcked
-			end := min(l.outWritten-l.outAcked, start+maxFrame)
-			chunk := l.out[start:end]
-			l.outSent += end - start
+			start := int(l.outSent - l.outAcked)
+			n := min(int(l.outWritten-l.outSent), maxFrame)
+			var pieces [][]byte
+			l.out.each(start, n, func(b []byte) { pieces = append(pieces, b) })
+			l.outSent += uint64(n)
 			l.mu.Unlock()
-			if err := l.writeFrame(ws, frameData, chunk); err != nil {
+			if err := l.writeFrame(ws, frameData, pieces...); err != nil {
 				l.detach(gen)
 				break
 			}
@@ -217,7 +222,7 @@ func (l *link) sender() {
 	}
 }
 
-func (l *link) writeFrame(ws *websocket.Conn, kind byte, payload []byte) error {
+func (l *link) writeFrame(ws *websocket.Conn, kind byte, payload ...[]byte) error {
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
 	w, err := ws.NextWriter(websocket.BinaryMessage)
@@ -225,7 +230,9 @@ func (l *link) writeFrame(ws *websocket.Conn, kind byte, payload []byte) error {
 		return err
 	}
 	w.Write([]byte{kind})
-	w.Write(payload)
+	for _, p := range payload {
+		w.Write(p)
+	}
 	return w.Close()
 }
 
@@ -320,19 +327,32 @@ func isTimeout(err error) bool {
 }
 
 func (l *link) receive(r io.Reader, gen int) error {
-	data, err := io.ReadAll(io.LimitReader(r, maxFrame+1))
-	if err != nil {
+	bp := framePool.Get().(*[]byte)
+	n, err := io.ReadFull(r, *bp)
+	switch {
+	case err == nil:
+		framePool.Put(bp)
+		return errors.New("the peer sent a message larger than a link frame")
+	case !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF):
+		framePool.Put(bp)
 		return nil // the WebSocket failed; the reader detaches
 	}
+	data := (*bp)[:n]
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if gen != l.gen {
+		framePool.Put(bp)
 		return nil // a WebSocket already given up
 	}
-	if len(data) > maxFrame || len(l.in)+len(data) > maxWindow+maxRecord+16 {
+	if l.in.Len()+len(data) > maxWindow+maxRecord+16 {
+		framePool.Put(bp)
 		return errors.New("the peer sent more than the link's window")
 	}
-	l.in = append(l.in, data...)
+	if n == 0 {
+		framePool.Put(bp)
+		return nil
+	}
+	l.in.push(data)
 	l.inReceived += uint64(len(data))
 	l.cond.Broadcast()
 	return nil
@@ -347,11 +367,8 @@ func (l *link) acked(n uint64, gen int) error {
 	if n > l.outSent {
 		return fmt.Errorf("the peer acknowledged byte %d, beyond the %d sent", n, l.outSent)
 	}
-	l.out = l.out[n-l.outAcked:]
+	l.out.discard(int(n - l.outAcked))
 	l.outAcked = n
-	if len(l.out) == 0 && cap(l.out) > 4*maxFrame {
-		l.out = nil // let a burst's buffer go
-	}
 	l.cond.Broadcast()
 	return nil
 }
@@ -400,34 +417,39 @@ func (l *link) Read(p []byte) (int, error) {
 	for {
 		if l.recRemain > 0 {
 			// The record is all here (see below).
-			n := copy(p, l.in[:min(l.recRemain, len(l.in))])
-			l.consume(n)
+			n := l.in.read(p[:min(len(p), l.recRemain)])
+			l.inRead += uint64(n)
 			l.recRemain -= n
 			l.mu.Unlock()
 			l.sendAck(false)
 			return n, nil
 		}
-		if len(l.in) > 0 {
-			kind := l.in[0]
-			size, hn := binary.Uvarint(l.in[1:])
+		if l.in.Len() > 0 {
+			var hdr [1 + binary.MaxVarintLen64]byte
+			k := l.in.peek(hdr[:], 0)
+			kind := hdr[0]
+			size, hn := binary.Uvarint(hdr[1:k])
 			switch {
 			case hn < 0 || size > maxRecord || kind > recordControl:
 				err := fmt.Errorf("the peer broke the link's record format (kind %d, size %d)", kind, size)
 				l.mu.Unlock()
 				l.fail(err)
 				return 0, err
-			case hn == 0 || len(l.in) < 1+hn+int(size):
+			case hn == 0 || l.in.Len() < 1+hn+int(size):
 				// A record is handed on only once all of it is here, so
 				// the reader (yamux, which reads a frame's body holding
 				// its stream's lock) never waits in the middle of one
 				// while the session waits to resume.
 			case kind == recordData:
-				l.consume(1 + hn)
+				l.in.discard(1 + hn)
+				l.inRead += uint64(1 + hn)
 				l.recRemain = int(size)
 				continue
 			default:
-				msg := append([]byte(nil), l.in[1+hn:1+hn+int(size)]...)
-				l.consume(1 + hn + int(size))
+				msg := make([]byte, size)
+				l.in.discard(1 + hn)
+				l.in.read(msg)
+				l.inRead += uint64(1 + hn + int(size))
 				if l.onControl != nil {
 					l.onControl(msg)
 				}
@@ -443,15 +465,6 @@ func (l *link) Read(p []byte) (int, error) {
 	}
 }
 
-// consume drops n bytes read from in; l.mu is held.
-func (l *link) consume(n int) {
-	l.in = l.in[n:]
-	if len(l.in) == 0 {
-		l.in = l.in[:0:0]
-	}
-	l.inRead += uint64(n)
-}
-
 // Write keeps p until the peer acknowledges it and sends it when a
 // WebSocket carries the link; it waits while the window is full. The bytes
 // are yamux frames, and each frame (header and body, which yamux writes
@@ -462,32 +475,39 @@ func (l *link) Write(p []byte) (int, error) {
 	if l.closedErr != nil {
 		return 0, l.closedErr
 	}
-	l.staged = append(l.staged, p...)
-	for len(l.staged) >= yamuxHeader {
-		size := yamuxHeader
+	total := len(p)
+	for len(p) > 0 {
+		if len(l.staged) < yamuxHeader {
+			k := min(yamuxHeader-len(l.staged), len(p))
+			l.staged = append(l.staged, p[:k]...)
+			p = p[k:]
+			if len(l.staged) < yamuxHeader {
+				break
+			}
+		}
+		body := 0
 		if l.staged[1] == 0 { // a data frame: its body follows
-			size += int(binary.BigEndian.Uint32(l.staged[8:12]))
+			body = int(binary.BigEndian.Uint32(l.staged[8:12]))
 		}
-		if size > maxRecord {
-			err := fmt.Errorf("a frame of %d bytes is larger than a link record", size)
-			return 0, err
+		if yamuxHeader+body > maxRecord {
+			return 0, fmt.Errorf("a frame of %d bytes is larger than a link record", yamuxHeader+body)
 		}
-		if len(l.staged) < size {
+		need := body - (len(l.staged) - yamuxHeader)
+		if need > len(p) {
+			l.staged = append(l.staged, p...)
 			break
 		}
-		for len(l.out) > 0 && len(l.out)+size > l.window && l.closedErr == nil {
+		for l.out.Len() > 0 && l.out.Len()+yamuxHeader+body > l.window && l.closedErr == nil {
 			l.cond.Wait()
 		}
 		if l.closedErr != nil {
 			return 0, l.closedErr
 		}
-		l.appendRecord(recordData, l.staged[:size])
-		l.staged = l.staged[size:]
+		l.appendRecord(recordData, l.staged, p[:need])
+		l.staged = l.staged[:0]
+		p = p[need:]
 	}
-	if len(l.staged) == 0 {
-		l.staged = l.staged[:0:0]
-	}
-	return len(p), nil
+	return total, nil
 }
 
 // writeControl sends a control record in order with the data, past the
@@ -502,14 +522,23 @@ func (l *link) writeControl(msg []byte) error {
 	return nil
 }
 
-// appendRecord adds a record to the send buffer; l.mu is held.
-func (l *link) appendRecord(kind byte, b []byte) {
+// appendRecord adds a record made of parts to the send buffer; l.mu is
+// held.
+func (l *link) appendRecord(kind byte, parts ...[]byte) {
+	size := 0
+	for _, b := range parts {
+		size += len(b)
+	}
 	var hdr [1 + binary.MaxVarintLen64]byte
 	hdr[0] = kind
-	hn := binary.PutUvarint(hdr[1:], uint64(len(b)))
-	l.out = append(l.out, hdr[:1+hn]...)
-	l.out = append(l.out, b...)
-	l.outWritten += uint64(1 + hn + len(b))
+	hn := binary.PutUvarint(hdr[1:], uint64(size))
+	rec := make([]byte, 1+hn, 1+hn+size)
+	copy(rec, hdr[:1+hn])
+	for _, b := range parts {
+		rec = append(rec, b...)
+	}
+	l.out.push(rec)
+	l.outWritten += uint64(len(rec))
 	l.kick()
 }
 

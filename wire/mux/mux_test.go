@@ -45,10 +45,10 @@ func echo(st *Stream, line string) {
 	st.Close()
 }
 
-func newTestGateway(t *testing.T, cfg Config, handle func(*Stream, string)) *testGateway {
+func newTestGateway(t testing.TB, cfg Config, handle func(*Stream, string)) *testGateway {
 	t.Helper()
 	g := &testGateway{srv: NewServer(cfg)}
-	up := &websocket.Upgrader{Subprotocols: []string{wire.MuxSubprotocol}}
+	up := &websocket.Upgrader{Subprotocols: []string{wire.MuxSubprotocol}, ReadBufferSize: 64 << 10, WriteBufferSize: 64 << 10}
 	g.hs = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ss, isNew, err := g.srv.Upgrade(w, r, up, r.Header.Get("X-Owner"))
 		switch {
@@ -78,6 +78,16 @@ func (g *testGateway) dial(owner string) DialFunc {
 	return func(ctx context.Context, h http.Header) (*websocket.Conn, *http.Response, error) {
 		h.Set("X-Owner", owner)
 		return d.DialContext(ctx, "ws://"+g.proxy.Addr()+"/", h)
+	}
+}
+
+// directDial dials the test gateway without toxiproxy.
+func (g *testGateway) directDial() DialFunc {
+	d := &websocket.Dialer{Subprotocols: []string{wire.MuxSubprotocol}, HandshakeTimeout: 5 * time.Second,
+		ReadBufferSize: 64 << 10, WriteBufferSize: 64 << 10}
+	return func(ctx context.Context, h http.Header) (*websocket.Conn, *http.Response, error) {
+		h.Set("X-Owner", "alice")
+		return d.DialContext(ctx, "ws://"+g.hs.Listener.Addr().String()+"/", h)
 	}
 }
 

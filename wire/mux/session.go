@@ -192,7 +192,6 @@ type Stream struct {
 	// written is kept (up to maxEarly) to send again with a repeated open.
 	name     string
 	em       sync.Mutex
-	ec       *sync.Cond
 	answered atomic.Bool
 	early    []byte
 	earlyFIN bool
@@ -205,7 +204,6 @@ const maxEarly = 64 << 10
 func newStream(ys *yamux.Stream, s *session) *Stream {
 	st := &Stream{sess: s}
 	st.ysp.Store(ys)
-	st.ec = sync.NewCond(&st.em)
 	st.answered.Store(true)
 	s.track(st)
 	return st
@@ -218,7 +216,6 @@ func (st *Stream) answer() {
 	st.em.Lock()
 	st.answered.Store(true)
 	st.early = nil
-	st.ec.Broadcast()
 	st.em.Unlock()
 }
 
@@ -227,14 +224,14 @@ func (st *Stream) answer() {
 func (st *Stream) writeEarly(p []byte) (n int, done bool) {
 	st.em.Lock()
 	defer st.em.Unlock()
-	for !st.answered.Load() && len(st.early) > 0 && len(st.early)+len(p) > maxEarly {
-		st.ec.Wait()
-	}
 	if st.answered.Load() {
 		return 0, false
 	}
-	if len(st.early)+len(p) > maxEarly {
-		st.noRetry = true
+	// Past maxEarly the bytes are no longer kept (a program may write a
+	// lot before it reads the answer); such a stream cannot be opened
+	// again after a refusal.
+	if st.noRetry || len(st.early)+len(p) > maxEarly {
+		st.noRetry, st.early = true, nil
 	} else {
 		st.early = append(st.early, p...)
 	}

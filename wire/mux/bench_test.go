@@ -1,0 +1,62 @@
+package mux
+
+import (
+	"io"
+	"net"
+	"testing"
+	"time"
+)
+
+// BenchmarkSessionThroughput moves 64 MiB through one stream of a session
+// over a real loopback WebSocket (no toxiproxy) and, as the baseline in the
+// same run, through a plain TCP connection.
+func BenchmarkSessionThroughput(b *testing.B) {
+	const size = 64 << 20
+	sink := func(c io.Reader) { io.Copy(io.Discard, c) }
+	b.Run("tcp", func(b *testing.B) {
+		ln, _ := net.Listen("tcp", "127.0.0.1:0")
+		defer ln.Close()
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				go func() { sink(c); c.Close() }()
+			}
+		}()
+		buf := make([]byte, 32<<10)
+		b.SetBytes(size)
+		for b.Loop() {
+			c, _ := net.Dial("tcp", ln.Addr().String())
+			for n := 0; n < size; n += len(buf) {
+				c.Write(buf)
+			}
+			c.Close()
+		}
+	})
+	b.Run("session", func(b *testing.B) {
+		g := newTestGateway(b, Config{}, func(st *Stream, line string) {
+			st.Write([]byte("OK\n"))
+			sink(st)
+			st.Close()
+		})
+		c, _, err := Dial(b.Context(), g.directDial(), Config{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer c.Close()
+		buf := make([]byte, 32<<10)
+		b.SetBytes(size)
+		for b.Loop() {
+			st, _ := c.Open("x", "t")
+			for n := 0; n < size; n += len(buf) {
+				st.Write(buf)
+			}
+			st.CloseWrite()
+			st.SetReadDeadline(time.Now().Add(10 * time.Second))
+			io.Copy(io.Discard, st)
+			st.Close()
+		}
+	})
+}
