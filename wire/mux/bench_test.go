@@ -60,3 +60,49 @@ func BenchmarkSessionThroughput(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkOpenRoundTrip opens a stream on a live session and waits for
+// its first byte back (the gateway answers OK and echoes), against a new
+// TCP connection's first round trip in the same run.
+func BenchmarkOpenRoundTrip(b *testing.B) {
+	one := func(c io.ReadWriter) {
+		c.Write([]byte{1})
+		var buf [1]byte
+		io.ReadFull(c, buf[:])
+	}
+	b.Run("tcp", func(b *testing.B) {
+		ln, _ := net.Listen("tcp", "127.0.0.1:0")
+		defer ln.Close()
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				go func() { io.Copy(c, c); c.Close() }()
+			}
+		}()
+		for b.Loop() {
+			c, _ := net.Dial("tcp", ln.Addr().String())
+			one(c)
+			c.Close()
+		}
+	})
+	b.Run("session", func(b *testing.B) {
+		g := newTestGateway(b, Config{}, func(st *Stream, line string) {
+			st.Write([]byte("OK\n"))
+			io.Copy(st, st)
+			st.Close()
+		})
+		c, _, err := Dial(b.Context(), g.directDial(), Config{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer c.Close()
+		for b.Loop() {
+			st, _ := c.Open("x", "t")
+			one(st)
+			st.Close()
+		}
+	})
+}
