@@ -229,9 +229,10 @@ func New(ctx context.Context, cfg Config, st store.Store) (*Server, error) {
 		HandshakeTimeout: 10 * time.Second,
 		Subprotocols:     []string{wire.MuxSubprotocol},
 		CheckOrigin:      sameOrigin,
-		// One session carries many connections: buffers sized for bulk.
-		ReadBufferSize:  64 << 10,
-		WriteBufferSize: 64 << 10,
+		// One session carries many connections: buffers sized for bulk
+		// (a link message of up to 256 KiB in one write).
+		ReadBufferSize:  256 << 10,
+		WriteBufferSize: 256<<10 + 16,
 	}
 	s.sessions = pmux.NewServer(pmux.Config{
 		ResumeLimit: time.Duration(cfg.SessionResumeLimit),

@@ -234,8 +234,8 @@ func NewClient(rawURL string, opts ClientOptions) (*Client, error) {
 			HandshakeTimeout: 20 * time.Second,
 			Subprotocols:     []string{wire.MuxSubprotocol},
 			Jar:              jar,
-			ReadBufferSize:   64 << 10,
-			WriteBufferSize:  64 << 10,
+			ReadBufferSize:   256 << 10,
+			WriteBufferSize:  256<<10 + 16,
 		},
 		opts: opts,
 	}, nil

@@ -189,42 +189,56 @@ func (l *link) sender() {
 		case <-l.done:
 			return
 		}
-		for {
-			l.mu.Lock()
-			ws, gen := l.ws, l.gen
-			if ws != nil && l.ackDue {
-				n := l.inRead
-				l.inAcked, l.ackDue = n, false
-				l.mu.Unlock()
-				var b [8]byte
-				binary.BigEndian.PutUint64(b[:], n)
-				if err := l.writeFrame(ws, frameAck, b[:]); err != nil {
-					l.detach(gen)
-					break
-				}
-				continue
-			}
-			if ws == nil || l.outSent == l.outWritten {
-				l.mu.Unlock()
-				break
-			}
-			start := int(l.outSent - l.outAcked)
-			n := min(int(l.outWritten-l.outSent), maxFrame)
-			var pieces [][]byte
-			l.out.each(start, n, func(b []byte) { pieces = append(pieces, b) })
-			l.outSent += uint64(n)
+		l.flush()
+	}
+}
+
+// flush sends what is due on the current WebSocket (an acknowledgement,
+// then the bytes not yet sent, in messages of up to maxFrame, so frames
+// written together travel together) until nothing is left or the
+// WebSocket fails. Only the sender goroutine calls it: writers (yamux's
+// send loop) never wait for the network.
+func (l *link) flush() {
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	for {
+		l.mu.Lock()
+		ws, gen := l.ws, l.gen
+		if ws == nil {
 			l.mu.Unlock()
-			if err := l.writeFrame(ws, frameData, pieces...); err != nil {
+			return
+		}
+		if l.ackDue {
+			n := l.inRead
+			l.inAcked, l.ackDue = n, false
+			l.mu.Unlock()
+			var b [8]byte
+			binary.BigEndian.PutUint64(b[:], n)
+			if err := writeFrame(ws, frameAck, b[:]); err != nil {
 				l.detach(gen)
-				break
+				return
 			}
+			continue
+		}
+		if l.outSent == l.outWritten {
+			l.mu.Unlock()
+			return
+		}
+		start := int(l.outSent - l.outAcked)
+		n := min(int(l.outWritten-l.outSent), maxFrame)
+		var pieces [][]byte
+		l.out.each(start, n, func(b []byte) { pieces = append(pieces, b) })
+		l.outSent += uint64(n)
+		l.mu.Unlock()
+		if err := writeFrame(ws, frameData, pieces...); err != nil {
+			l.detach(gen)
+			return
 		}
 	}
 }
 
-func (l *link) writeFrame(ws *websocket.Conn, kind byte, payload ...[]byte) error {
-	l.wmu.Lock()
-	defer l.wmu.Unlock()
+// writeFrame writes one message; l.wmu is held.
+func writeFrame(ws *websocket.Conn, kind byte, payload ...[]byte) error {
 	w, err := ws.NextWriter(websocket.BinaryMessage)
 	if err != nil {
 		return err
@@ -519,6 +533,7 @@ func (l *link) writeControl(msg []byte) error {
 		return l.closedErr
 	}
 	l.appendRecord(recordControl, msg[:min(len(msg), 64<<10)])
+	l.kick()
 	return nil
 }
 
@@ -565,9 +580,9 @@ func (l *link) fail(err error) {
 		if !errors.Is(err, net.ErrClosed) {
 			msg = websocket.FormatCloseMessage(websocket.CloseGoingAway, clip(err.Error(), 120))
 		}
-		l.wmu.Lock()
+		// WriteControl may run beside a data write (gorilla allows it),
+		// so a write stuck on a silent peer cannot hold the close up.
 		ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
-		l.wmu.Unlock()
 		ws.Close()
 	}
 }
