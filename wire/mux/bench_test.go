@@ -106,3 +106,44 @@ func BenchmarkOpenRoundTrip(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkRoundTrip64 sends 64 bytes and waits for them to come back on
+// an open stream, against a TCP connection in the same run.
+func BenchmarkRoundTrip64(b *testing.B) {
+	ping := func(b *testing.B, c io.ReadWriter) {
+		msg := make([]byte, 64)
+		for b.Loop() {
+			c.Write(msg)
+			io.ReadFull(c, msg)
+		}
+	}
+	b.Run("tcp", func(b *testing.B) {
+		ln, _ := net.Listen("tcp", "127.0.0.1:0")
+		defer ln.Close()
+		go func() {
+			c, err := ln.Accept()
+			if err == nil {
+				io.Copy(c, c)
+				c.Close()
+			}
+		}()
+		c, _ := net.Dial("tcp", ln.Addr().String())
+		defer c.Close()
+		ping(b, c)
+	})
+	b.Run("session", func(b *testing.B) {
+		g := newTestGateway(b, Config{}, func(st *Stream, line string) {
+			st.Write([]byte("OK\n"))
+			io.Copy(st, st)
+			st.Close()
+		})
+		c, _, err := Dial(b.Context(), g.directDial(), Config{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer c.Close()
+		st, _ := c.Open("x", "t")
+		defer st.Close()
+		ping(b, st)
+	})
+}

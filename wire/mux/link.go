@@ -109,6 +109,10 @@ func (l *link) Received() uint64 {
 // attach makes ws carry the link from now on. peerReceived is how many of
 // our bytes the peer has; everything after it is sent again.
 func (l *link) attach(ws *websocket.Conn, peerReceived uint64) error {
+	if ws != nil {
+		// Before ws is published: the reader may start on it at once.
+		l.prepare(ws)
+	}
 	l.mu.Lock()
 	if l.closedErr != nil {
 		l.mu.Unlock()
@@ -132,7 +136,6 @@ func (l *link) attach(ws *websocket.Conn, peerReceived uint64) error {
 	if old != nil {
 		old.Close()
 	}
-	go l.reader(ws, gen)
 	go l.keepalive(ws, gen)
 	l.kick()
 	// Tell the peer at once how much we hold, so it can free its buffer.
@@ -196,11 +199,15 @@ func (l *link) sender() {
 // flush sends what is due on the current WebSocket (an acknowledgement,
 // then the bytes not yet sent, in messages of up to maxFrame, so frames
 // written together travel together) until nothing is left or the
-// WebSocket fails. Only the sender goroutine calls it: writers (yamux's
-// send loop) never wait for the network.
+// WebSocket fails.
 func (l *link) flush() {
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
+	l.flushLocked()
+}
+
+// flushLocked is flush with l.wmu held.
+func (l *link) flushLocked() {
 	for {
 		l.mu.Lock()
 		ws, gen := l.ws, l.gen
@@ -250,9 +257,9 @@ func writeFrame(ws *websocket.Conn, kind byte, payload ...[]byte) error {
 	return w.Close()
 }
 
-// reader takes in the messages of one WebSocket until it fails.
-func (l *link) reader(ws *websocket.Conn, gen int) {
-	defer l.detach(gen)
+// prepare sets ws up to be read: the message limit and the keepalive
+// deadline, which every message, ping and pong moves on.
+func (l *link) prepare(ws *websocket.Conn) {
 	ws.SetReadLimit(maxFrame + 16)
 	alive := func() { ws.SetReadDeadline(time.Now().Add(l.pongWait)) }
 	alive()
@@ -265,49 +272,54 @@ func (l *link) reader(ws *websocket.Conn, gen int) {
 		}
 		return nil
 	})
-	for {
-		kind, r, err := ws.NextReader()
-		if err != nil {
-			var ce *websocket.CloseError
-			if errors.As(err, &ce) && ce.Code != websocket.CloseAbnormalClosure {
-				// Only a deliberate end sends a close frame; a lost
-				// network does not (gorilla says 1006). The session is over.
-				if ce.Code == websocket.CloseNormalClosure {
-					l.fail(ErrPeerEnded)
-				} else {
-					l.fail(&wire.CloseError{Code: ce.Code, Reason: ce.Text})
-				}
+}
+
+// readMessage takes in one message of ws; false means ws is done (failed,
+// closed, or the link ended). The link's reader (Read) calls it, so bytes
+// go from the network to the multiplexer without a hand-off.
+func (l *link) readMessage(ws *websocket.Conn, gen int) bool {
+	kind, r, err := ws.NextReader()
+	if err != nil {
+		var ce *websocket.CloseError
+		if errors.As(err, &ce) && ce.Code != websocket.CloseAbnormalClosure {
+			// Only a deliberate end sends a close frame; a lost network
+			// does not (gorilla says 1006). The session is over.
+			if ce.Code == websocket.CloseNormalClosure {
+				l.fail(ErrPeerEnded)
+			} else {
+				l.fail(&wire.CloseError{Code: ce.Code, Reason: ce.Text})
 			}
-			return
 		}
-		if kind != websocket.BinaryMessage {
-			return
-		}
-		alive()
-		var t [1]byte
-		if _, err := io.ReadFull(r, t[:]); err != nil {
-			return
-		}
-		switch t[0] {
-		case frameData:
-			if err := l.receive(r, gen); err != nil {
-				l.fail(err)
-				return
-			}
-		case frameAck:
-			var b [8]byte
-			if _, err := io.ReadFull(r, b[:]); err != nil {
-				return
-			}
-			if err := l.acked(binary.BigEndian.Uint64(b[:]), gen); err != nil {
-				l.fail(err)
-				return
-			}
-		default:
-			l.fail(fmt.Errorf("unknown frame type %q on the link", t[0]))
-			return
-		}
+		return false
 	}
+	if kind != websocket.BinaryMessage {
+		return false
+	}
+	ws.SetReadDeadline(time.Now().Add(l.pongWait))
+	var t [1]byte
+	if _, err := io.ReadFull(r, t[:]); err != nil {
+		return false
+	}
+	switch t[0] {
+	case frameData:
+		if err := l.receive(r, gen); err != nil {
+			l.fail(err)
+			return false
+		}
+	case frameAck:
+		var b [8]byte
+		if _, err := io.ReadFull(r, b[:]); err != nil {
+			return false
+		}
+		if err := l.acked(binary.BigEndian.Uint64(b[:]), gen); err != nil {
+			l.fail(err)
+			return false
+		}
+	default:
+		l.fail(fmt.Errorf("unknown frame type %q on the link", t[0]))
+		return false
+	}
+	return true
 }
 
 // keepalive pings the peer every pingPeriod while ws carries the link;
@@ -475,6 +487,15 @@ func (l *link) Read(p []byte) (int, error) {
 			l.mu.Unlock()
 			return 0, err
 		}
+		if ws, gen := l.ws, l.gen; ws != nil {
+			// Nothing whole to hand on: read the next message.
+			l.mu.Unlock()
+			if !l.readMessage(ws, gen) {
+				l.detach(gen)
+			}
+			l.mu.Lock()
+			continue
+		}
 		l.cond.Wait()
 	}
 }
@@ -484,6 +505,18 @@ func (l *link) Read(p []byte) (int, error) {
 // are yamux frames, and each frame (header and body, which yamux writes
 // separately) becomes one record, so that the reader gets whole frames.
 func (l *link) Write(p []byte) (int, error) {
+	n, err := l.write(p)
+	// Send at once from this goroutine when no send is under way (a
+	// hand-off to the sender goroutine costs a wake-up on every round
+	// trip); otherwise the running send takes these bytes along.
+	if n > 0 && l.wmu.TryLock() {
+		l.flushLocked()
+		l.wmu.Unlock()
+	}
+	return n, err
+}
+
+func (l *link) write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closedErr != nil {
