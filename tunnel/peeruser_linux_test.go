@@ -3,42 +3,14 @@ package tunnel
 import (
 	"net"
 	"os"
-	"os/exec"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/porthole/porthole/gateway"
+	"github.com/porthole/porthole/internal/usertest"
 )
-
-// asNobody runs a Python one-liner as the user nobody that connects to
-// addr, sends msg, half-closes and prints the answer.
-func asNobody(t *testing.T, addr, msg string) string {
-	t.Helper()
-	host, port, _ := net.SplitHostPort(addr)
-	script := `import socket,sys
-s=socket.create_connection((sys.argv[1],int(sys.argv[2])))
-s.sendall(sys.argv[3].encode()); s.shutdown(socket.SHUT_WR)
-d=b""
-while True:
-    b=s.recv(4096)
-    if not b: break
-    d+=b
-print(d.decode(), end="")`
-	args := []string{"-u", "nobody", "--", "python3", "-c", script, host, port, msg}
-	cmd := exec.Command("runuser", args...)
-	if os.Getuid() != 0 {
-		cmd = exec.Command("sudo", "-n", "-u", "nobody", "python3", "-c", script, host, port, msg)
-	}
-	out, err := cmd.Output()
-	if err != nil {
-		if ee, ok := err.(*exec.ExitError); ok {
-			t.Logf("python as nobody: %s", ee.Stderr)
-		}
-	}
-	return string(out)
-}
 
 func TestLocalPortsRefuseOtherUsers(t *testing.T) {
 	e := newEnv(t)
@@ -59,7 +31,7 @@ func TestLocalPortsRefuseOtherUsers(t *testing.T) {
 	if got, err := roundTrip(t, f.Addr().String(), "mine"); err != nil || got != "MINE" {
 		t.Fatalf("the user's own connection: %q %v", got, err)
 	}
-	if got := asNobody(t, f.Addr().String(), "theirs"); got != "" {
+	if got := usertest.RoundTripAsNobody(t, f.Addr().String(), "theirs"); got != "" {
 		t.Fatalf("another user's connection carried bytes: %q", got)
 	}
 	deadline := time.Now().Add(5 * time.Second)
@@ -87,7 +59,7 @@ func TestLocalPortsRefuseOtherUsers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := asNobody(t, g.Addr().String(), "theirs"); got != "THEIRS" {
+	if got := usertest.RoundTripAsNobody(t, g.Addr().String(), "theirs"); got != "THEIRS" {
 		t.Fatalf("with allowOtherUsers: %q", got)
 	}
 }
