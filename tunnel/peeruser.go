@@ -9,6 +9,20 @@ import (
 // this one owns it.
 var errFromAnotherComputer = errors.New("the connection comes from another computer")
 
+// localEnds returns both ends of a TCP connection accepted from this
+// computer: errFromAnotherComputer when it came from elsewhere.
+func localEnds(c net.Conn) (local, remote *net.TCPAddr, err error) {
+	local, ok1 := c.LocalAddr().(*net.TCPAddr)
+	remote, ok2 := c.RemoteAddr().(*net.TCPAddr)
+	if !ok1 || !ok2 {
+		return nil, nil, errors.New("not a TCP connection")
+	}
+	if !remote.IP.IsLoopback() && !isLocalAddress(remote.IP) {
+		return nil, nil, errFromAnotherComputer
+	}
+	return local, remote, nil
+}
+
 // isLocalAddress reports whether ip is one of this computer's addresses.
 func isLocalAddress(ip net.IP) bool {
 	addrs, err := net.InterfaceAddrs()

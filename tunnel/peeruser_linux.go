@@ -16,13 +16,9 @@ import (
 // the kernel with one sock_diag (netlink) request for exactly that socket.
 // It returns the uid as a string and whether it is the current user.
 func localPeerOwner(c net.Conn) (owner string, same bool, err error) {
-	local, ok1 := c.LocalAddr().(*net.TCPAddr)
-	remote, ok2 := c.RemoteAddr().(*net.TCPAddr)
-	if !ok1 || !ok2 {
-		return "", false, errors.New("not a TCP connection")
-	}
-	if !remote.IP.IsLoopback() && !isLocalAddress(remote.IP) {
-		return "", false, errFromAnotherComputer
+	local, remote, err := localEnds(c)
+	if err != nil {
+		return "", false, err
 	}
 	uid, err := socketUID(remote, local)
 	if err != nil {

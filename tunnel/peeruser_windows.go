@@ -21,13 +21,9 @@ const tcpTableOwnerPIDConnections = 4 // TCP_TABLE_OWNER_PID_CONNECTIONS
 // accepted from this computer: the connecting socket's owning process is
 // found in the TCP table and its token's user compared with ours.
 func localPeerOwner(c net.Conn) (owner string, same bool, err error) {
-	local, ok1 := c.LocalAddr().(*net.TCPAddr)
-	remote, ok2 := c.RemoteAddr().(*net.TCPAddr)
-	if !ok1 || !ok2 {
-		return "", false, errors.New("not a TCP connection")
-	}
-	if !remote.IP.IsLoopback() && !isLocalAddress(remote.IP) {
-		return "", false, errFromAnotherComputer
+	local, remote, err := localEnds(c)
+	if err != nil {
+		return "", false, err
 	}
 	pid, err := owningPID(remote, local)
 	if err != nil {
