@@ -90,16 +90,22 @@ func writeError(log *slog.Logger, w http.ResponseWriter, r *http.Request, err er
 		w.Header().Set("WWW-Authenticate", `Bearer realm="porthole"`)
 	}
 	setRetryAfter(w, he)
-	code := he.Code
-	if code == "" {
-		switch he.Status {
-		case http.StatusTooManyRequests:
-			code = wire.CodeRateLimited
-		case http.StatusServiceUnavailable:
-			code = wire.CodeUnavailable
-		}
+	writeJSON(w, he.Status, wire.Error{Error: he.Msg, Fields: he.Fields, Code: errorCode(he)})
+}
+
+// errorCode is the wire error code of he: its own, else the one its status
+// implies.
+func errorCode(he *Error) string {
+	if he.Code != "" {
+		return he.Code
 	}
-	writeJSON(w, he.Status, wire.Error{Error: he.Msg, Fields: he.Fields, Code: code})
+	switch he.Status {
+	case http.StatusTooManyRequests:
+		return wire.CodeRateLimited
+	case http.StatusServiceUnavailable:
+		return wire.CodeUnavailable
+	}
+	return ""
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

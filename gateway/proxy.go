@@ -61,7 +61,7 @@ func (s *Server) serveProxy(w http.ResponseWriter, r *http.Request) {
 	}
 	p, err := s.authenticate(r)
 	if err != nil {
-		rec.User = s.claimedUser(r)
+		rec.User = s.claimedUser(ticketFrom(r))
 		deny("unauthorized", err)
 		return
 	}

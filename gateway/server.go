@@ -675,10 +675,10 @@ func (s *Server) verifyTicket(ctx context.Context, tok string) (*principal, erro
 	return p, nil
 }
 
-// claimedUser is the user a request's ticket names, if its signature is
-// good (expired or revoked or not), for the audit log of refusals.
-func (s *Server) claimedUser(r *http.Request) string {
-	c, err := s.signer.Load().Verify(ticketFrom(r), s.cfg.Now())
+// claimedUser is the user a ticket names, if its signature is good
+// (expired or revoked or not), for the audit log of refusals.
+func (s *Server) claimedUser(tok string) string {
+	c, err := s.signer.Load().Verify(tok, s.cfg.Now())
 	if err != nil && !errors.Is(err, ticket.ErrExpired) {
 		return ""
 	}

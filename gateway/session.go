@@ -71,9 +71,7 @@ func (s *Server) serveStream(owner, remote string, st *mux.Stream, line string) 
 	rec := TunnelRecord{Context: f[1], Remote: remote}
 	p, err := s.checkTicket(ctx, f[2])
 	if err != nil {
-		if c, verr := s.signer.Load().Verify(f[2], s.cfg.Now()); verr == nil {
-			rec.User = c.User
-		}
+		rec.User = s.claimedUser(f[2])
 		refuseStream(st, s.denied(ctx, rec, "unauthorized", err))
 		return
 	}
@@ -106,7 +104,7 @@ func refuseStream(st *mux.Stream, err error) {
 	if !errors.As(err, &he) {
 		he = internal(err)
 	}
-	b, _ := json.Marshal(mux.Refusal{Status: he.Status, Message: he.Msg, Code: he.Code})
+	b, _ := json.Marshal(mux.Refusal{Status: he.Status, Message: he.Msg, Code: errorCode(he)})
 	st.Write(append(b, '\n'))
 	st.CloseWrite()
 	st.Close()

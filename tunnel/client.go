@@ -609,18 +609,11 @@ func (c *Client) wsURL(path string) string {
 // (porthole.v1). A refusal comes back as an *APIError with the gateway's
 // reason.
 func (c *Client) dialWebSocket(ctx context.Context, name string) (*wire.Conn, error) {
-	u := *c.base
-	if u.Scheme == "https" {
-		u.Scheme = "wss"
-	} else {
-		u.Scheme = "ws"
-	}
-	u.Path = strings.TrimRight(u.Path, "/") + wire.ProxyPath + url.PathEscape(name)
 	h := http.Header{}
 	if t := c.Ticket(); t != "" {
 		h.Set("Authorization", "Bearer "+t)
 	}
-	ws, resp, err := c.dialer.DialContext(ctx, u.String(), h)
+	ws, resp, err := c.dialer.DialContext(ctx, c.wsURL(wire.ProxyPath+url.PathEscape(name)), h)
 	if err != nil {
 		if resp != nil {
 			defer resp.Body.Close()

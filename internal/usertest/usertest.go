@@ -12,15 +12,15 @@ import (
 
 const script = `import socket,sys
 s=socket.create_connection((sys.argv[1],int(sys.argv[2])))
-s.sendall(sys.argv[3].encode()); s.shutdown(socket.SHUT_WR)
 d=b""
 try:
+    s.sendall(sys.argv[3].encode()); s.shutdown(socket.SHUT_WR)
     while True:
         b=s.recv(4096)
         if not b: break
         d+=b
-except ConnectionResetError:
-    pass
+except OSError:
+    pass  # refused: the port closed the connection
 print(d.decode(), end="")`
 
 // RoundTripAsNobody connects to addr as the user nobody (runuser as root,

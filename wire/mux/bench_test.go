@@ -14,21 +14,11 @@ func BenchmarkSessionThroughput(b *testing.B) {
 	const size = 64 << 20
 	sink := func(c io.Reader) { io.Copy(io.Discard, c) }
 	b.Run("tcp", func(b *testing.B) {
-		ln, _ := net.Listen("tcp", "127.0.0.1:0")
-		defer ln.Close()
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				go func() { sink(c); c.Close() }()
-			}
-		}()
+		addr := tcpServer(b, func(c net.Conn) { sink(c) })
 		buf := make([]byte, 32<<10)
 		b.SetBytes(size)
 		for b.Loop() {
-			c, _ := net.Dial("tcp", ln.Addr().String())
+			c, _ := net.Dial("tcp", addr)
 			for n := 0; n < size; n += len(buf) {
 				c.Write(buf)
 			}
@@ -71,19 +61,9 @@ func BenchmarkOpenRoundTrip(b *testing.B) {
 		io.ReadFull(c, buf[:])
 	}
 	b.Run("tcp", func(b *testing.B) {
-		ln, _ := net.Listen("tcp", "127.0.0.1:0")
-		defer ln.Close()
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				go func() { io.Copy(c, c); c.Close() }()
-			}
-		}()
+		addr := tcpServer(b, func(c net.Conn) { io.Copy(c, c) })
 		for b.Loop() {
-			c, _ := net.Dial("tcp", ln.Addr().String())
+			c, _ := net.Dial("tcp", addr)
 			one(c)
 			c.Close()
 		}
@@ -118,16 +98,7 @@ func BenchmarkRoundTrip64(b *testing.B) {
 		}
 	}
 	b.Run("tcp", func(b *testing.B) {
-		ln, _ := net.Listen("tcp", "127.0.0.1:0")
-		defer ln.Close()
-		go func() {
-			c, err := ln.Accept()
-			if err == nil {
-				io.Copy(c, c)
-				c.Close()
-			}
-		}()
-		c, _ := net.Dial("tcp", ln.Addr().String())
+		c, _ := net.Dial("tcp", tcpServer(b, func(c net.Conn) { io.Copy(c, c) }))
 		defer c.Close()
 		ping(b, c)
 	})
@@ -146,4 +117,24 @@ func BenchmarkRoundTrip64(b *testing.B) {
 		defer st.Close()
 		ping(b, st)
 	})
+}
+
+// tcpServer serves each connection with handle until the benchmark ends:
+// the plain TCP baseline.
+func tcpServer(b *testing.B, handle func(net.Conn)) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { handle(c); c.Close() }()
+		}
+	}()
+	return ln.Addr().String()
 }

@@ -128,9 +128,6 @@ func (c *Client) Err() error {
 	return errors.New("the tunnel session ended")
 }
 
-// NumStreams is the number of open streams (the control stream included).
-func (c *Client) NumStreams() int { return c.ym.NumStreams() }
-
 // Close ends the session and every stream on it.
 func (c *Client) Close() error {
 	c.cancel()

@@ -98,9 +98,6 @@ func (s *Server) Close() {
 // ID is the session's id, for the response header.
 func (ss *ServerSession) ID() string { return ss.id }
 
-// Owner is who may resume the session.
-func (ss *ServerSession) Owner() string { return ss.owner }
-
 // Done is closed when the session has ended.
 func (ss *ServerSession) Done() <-chan struct{} { return ss.done }
 
