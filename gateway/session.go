@@ -4,12 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/gorilla/websocket"
 
+	"github.com/porthole/porthole/wire"
 	"github.com/porthole/porthole/wire/mux"
 )
 
@@ -33,6 +36,13 @@ func (s *Server) serveSession(w http.ResponseWriter, r *http.Request) {
 	}
 	if !websocket.IsWebSocketUpgrade(r) {
 		writeError(s.log, w, r, errorf(http.StatusBadRequest, "this endpoint carries tunnels over WebSocket: open them with the porthole client"))
+		return
+	}
+	if !slices.Contains(websocket.Subprotocols(r), wire.MuxSubprotocol) {
+		// An older or newer client: 404 makes it use one WebSocket per
+		// connection instead.
+		writeError(s.log, w, r, &Error{Status: http.StatusNotFound, Code: "unsupported_protocol",
+			Msg: fmt.Sprintf("this gateway's tunnel sessions speak %s only; the client's %q is not it (it can use one WebSocket per connection)", wire.MuxSubprotocol, r.Header.Get("Sec-WebSocket-Protocol"))})
 		return
 	}
 	owner := strings.ToLower(p.user.Username)

@@ -113,7 +113,7 @@ type ClientOptions struct {
 	// PingPeriod and PongWait override the tunnel keepalive (tests).
 	PingPeriod, PongWait time.Duration
 	// PerConnection opens one WebSocket per connection (porthole.v1)
-	// even where the gateway offers sessions (porthole.mux.v1); the
+	// even where the gateway offers sessions (porthole.mux.v2); the
 	// environment variable PORTHOLE_SESSIONS=off sets it too.
 	PerConnection bool
 	// ResumeLimit is how long a session whose WebSocket dropped keeps

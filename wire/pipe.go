@@ -124,6 +124,36 @@ type ReadWaiter interface {
 	WaitReadable() error
 }
 
+// Deliverer is implemented by conns that write what they receive to w
+// themselves until their end, rather than being read (a tunnel session's
+// stream, whose reader hands bytes straight to a socket). werr is w's
+// failure, rerr the conn's; an EOF is a clean end (both nil).
+type Deliverer interface {
+	DeliverTo(w io.Writer) (n int64, werr, rerr error)
+}
+
+// TryWriterOf returns how to write to w without waiting (what w takes at
+// once is written, the count returned), or nil when w cannot: a TCP
+// connection can where the system allows (Linux), and a Counted conn
+// when what it wraps can.
+func TryWriterOf(w io.Writer) func(p []byte) (int, error) {
+	switch c := w.(type) {
+	case *countingConn:
+		inner := TryWriterOf(c.Conn)
+		if inner == nil {
+			return nil
+		}
+		return func(p []byte) (int, error) {
+			n, err := inner(p)
+			c.written.Add(int64(n))
+			return n, err
+		}
+	case *net.TCPConn:
+		return tcpTryWriter(c)
+	}
+	return nil
+}
+
 // EndError is a Pipe that failed at one of its ends: reading from it,
 // writing to it, or passing the end of the stream on to it.
 type EndError struct {
@@ -155,6 +185,15 @@ func copyHalf(dst, src net.Conn, dstName, srcName string) (int64, error) {
 				op, end = "write", dstName
 			}
 			err = &EndError{End: end, Dir: dir, Op: op, Err: err}
+		}
+	} else if d, ok := src.(Deliverer); ok {
+		var werr, rerr error
+		n, werr, rerr = d.DeliverTo(dst)
+		switch {
+		case werr != nil:
+			err = &EndError{End: dstName, Dir: dir, Op: "write", Err: werr}
+		case rerr != nil:
+			err = &EndError{End: srcName, Dir: dir, Op: "read", Err: rerr}
 		}
 	} else {
 		n, err = copyPooled(dst, src, dstName, srcName)

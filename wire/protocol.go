@@ -101,8 +101,11 @@ func (e *CloseError) Error() string {
 // Names of the multiplexed session protocol (package wire/mux).
 const (
 	// MuxSubprotocol is the Sec-WebSocket-Protocol of a session that
-	// carries many streams and survives a dropped WebSocket.
-	MuxSubprotocol = "porthole.mux.v1"
+	// carries many streams and survives a dropped WebSocket. (v1 ran the
+	// streams on yamux; v2 has its own records, see package wire/mux. A
+	// gateway answers a client that offers only another version with 404,
+	// so that client falls back to one WebSocket per connection.)
+	MuxSubprotocol = "porthole.mux.v2"
 	// MuxPath is where sessions are opened and resumed.
 	MuxPath = "/ws-mux"
 )

@@ -40,3 +40,47 @@ func tcpWaitReadable(c *net.TCPConn) error {
 	}
 	return perr
 }
+
+// tcpTryWriter writes to c what its socket buffer takes now, without
+// waiting for room. One write at a time (the caller's promise).
+func tcpTryWriter(c *net.TCPConn) func([]byte) (int, error) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	t := &tcpTry{c: c, rc: rc}
+	t.fn = t.write // bound once: no allocation per write
+	return t.try
+}
+
+type tcpTry struct {
+	c   *net.TCPConn
+	rc  syscall.RawConn
+	fn  func(uintptr) bool
+	p   []byte
+	n   int
+	err error
+}
+
+func (t *tcpTry) write(fd uintptr) bool {
+	t.n, t.err = syscall.Write(int(fd), t.p)
+	if t.err == syscall.EAGAIN || t.err == syscall.EINTR {
+		t.n, t.err = 0, nil
+	}
+	t.n = max(t.n, 0)
+	return true // never wait
+}
+
+func (t *tcpTry) try(p []byte) (int, error) {
+	t.p = p
+	err := t.rc.Write(t.fn)
+	n, werr := t.n, t.err
+	t.p, t.err = nil, nil
+	if err != nil {
+		return 0, err
+	}
+	if werr != nil {
+		return n, &net.OpError{Op: "write", Net: "tcp", Source: t.c.LocalAddr(), Addr: t.c.RemoteAddr(), Err: werr}
+	}
+	return n, nil
+}

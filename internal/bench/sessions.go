@@ -29,7 +29,7 @@ type way struct {
 }
 
 // sessionsGroup compares, in one run, Porthole's tunnel sessions
-// (porthole.mux.v1, the default), one WebSocket per connection
+// (porthole.mux.v2, the default), one WebSocket per connection
 // (porthole.v1, PORTHOLE_SESSIONS=off) and chisel built from its source:
 // a new connection's first round trip on loopback and over a 30 ms link,
 // throughput, 64 B round trips, and idle memory per connection in the

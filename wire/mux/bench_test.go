@@ -1,10 +1,17 @@
 package mux
 
 import (
+	"context"
 	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/porthole/porthole/wire"
 )
 
 // BenchmarkSessionThroughput moves 64 MiB through one stream of a session
@@ -121,7 +128,7 @@ func BenchmarkRoundTrip64(b *testing.B) {
 
 // tcpServer serves each connection with handle until the benchmark ends:
 // the plain TCP baseline.
-func tcpServer(b *testing.B, handle func(net.Conn)) string {
+func tcpServer(b testing.TB, handle func(net.Conn)) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
@@ -137,4 +144,119 @@ func tcpServer(b *testing.B, handle func(net.Conn)) string {
 		}
 	}()
 	return ln.Addr().String()
+}
+
+// BenchmarkTunnel measures a tunnel's whole shape on loopback: a program's
+// TCP connection to the client's port, wire.Pipe into the tunnel, the
+// gateway's wire.Pipe to a TCP echo server. "per-connection" carries each
+// connection on a WebSocket of its own (porthole.v1), "session" on a
+// stream of one session; both run in the same process and run.
+func BenchmarkTunnel(b *testing.B) {
+	for _, kind := range []string{"per-connection", "session"} {
+		b.Run("rtt64/"+kind, func(b *testing.B) {
+			c, err := net.Dial("tcp", tunnelTo(b, kind))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			msg := make([]byte, 64)
+			for b.Loop() {
+				c.Write(msg)
+				if _, err := io.ReadFull(c, msg); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run("open/"+kind, func(b *testing.B) {
+			addr := tunnelTo(b, kind)
+			for b.Loop() {
+				c, err := net.Dial("tcp", addr)
+				if err != nil {
+					b.Fatal(err)
+				}
+				var one [1]byte
+				c.Write(one[:])
+				if _, err := io.ReadFull(c, one[:]); err != nil {
+					b.Fatal(err)
+				}
+				c.Close()
+			}
+		})
+		b.Run("throughput/"+kind, func(b *testing.B) {
+			const size = 64 << 20
+			c, err := net.Dial("tcp", tunnelTo(b, kind))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			buf := make([]byte, 128<<10)
+			b.SetBytes(size)
+			for b.Loop() {
+				done := make(chan struct{})
+				go func() {
+					io.CopyN(io.Discard, c, size)
+					close(done)
+				}()
+				for n := 0; n < size; n += len(buf) {
+					c.Write(buf)
+				}
+				<-done
+			}
+		})
+	}
+}
+
+// tunnelTo starts a TCP echo server, a gateway and a client of the given
+// kind, and returns the client's local address.
+func tunnelTo(b *testing.B, kind string) string {
+	target := tcpServer(b, func(c net.Conn) { io.Copy(c, c) })
+	dialTarget := func() net.Conn {
+		t, err := net.Dial("tcp", target)
+		if err != nil {
+			b.Error(err)
+			return nil
+		}
+		return t
+	}
+	var open func() (net.Conn, error)
+	switch kind {
+	case "session":
+		g := newTestGateway(b, Config{}, func(st *Stream, line string) {
+			t := dialTarget()
+			st.Write([]byte("OK\n"))
+			wire.Pipe(context.Background(), st, t)
+		})
+		c, _, err := Dial(b.Context(), g.directDial(), Config{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { c.Close() })
+		open = func() (net.Conn, error) { return c.Open("x", "t") }
+	default:
+		up := &websocket.Upgrader{Subprotocols: []string{wire.Subprotocol}}
+		hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			ws, err := up.Upgrade(w, r, nil)
+			if err != nil {
+				return
+			}
+			wire.Pipe(context.Background(), wire.NewConn(ws, wire.Options{HalfClose: true}), dialTarget())
+		}))
+		b.Cleanup(hs.Close)
+		d := &websocket.Dialer{Subprotocols: []string{wire.Subprotocol}}
+		open = func() (net.Conn, error) {
+			ws, _, err := d.Dial("ws"+strings.TrimPrefix(hs.URL, "http"), nil)
+			if err != nil {
+				return nil, err
+			}
+			return wire.NewConn(ws, wire.Options{HalfClose: true}), nil
+		}
+	}
+	return tcpServer(b, func(local net.Conn) {
+		up, err := open()
+		if err != nil {
+			b.Error(err)
+			return
+		}
+		wire.Pipe(context.Background(), local, up)
+	})
 }

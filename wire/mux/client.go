@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
-	"github.com/hashicorp/yamux"
 )
 
 // ErrSessionGone ends a client session whose gateway no longer knows it
@@ -27,7 +26,7 @@ type DialFunc func(ctx context.Context, header http.Header) (*websocket.Conn, *h
 // goroutine; when its WebSocket drops it dials again (with backoff) for up
 // to the resume limit, and the streams wait meanwhile.
 type Client struct {
-	session
+	*session
 	id     string
 	dial   DialFunc
 	ctx    context.Context
@@ -53,22 +52,14 @@ func Dial(ctx context.Context, dial DialFunc, cfg Config) (*Client, *http.Respon
 	}
 	lctx, cancel := context.WithCancel(context.Background())
 	c := &Client{id: id, dial: dial, ctx: lctx, cancel: cancel}
-	c.cfg = cfg
-	c.streams = map[uint32]*Stream{}
-	c.link = newLink(cfg.Window, cfg.PingPeriod, cfg.PongWait, c.lost)
-	c.link.onControl = c.control
+	c.session = newSession(cfg, c.lost, false)
 	if err := c.link.attach(ws, 0); err != nil {
-		cancel()
-		return nil, resp, err
-	}
-	c.ym, err = yamux.Client(c.link, cfg.yamux())
-	if err != nil {
 		c.link.Close()
 		cancel()
 		return nil, resp, err
 	}
 	go func() {
-		<-c.ym.CloseChan()
+		<-c.over
 		cancel()
 	}()
 	return c, resp, nil
@@ -97,17 +88,14 @@ func (c *Client) Resumes() int64 { return c.resumes.Load() }
 // written next travel at once; the gateway's refusal, if any, is the
 // stream's first Read error (a *Refusal).
 func (c *Client) Open(contextName, ticket string) (*Stream, error) {
-	ys, err := c.ym.OpenStream()
+	r, err := c.open()
 	if err != nil {
-		if lerr := c.link.Err(); lerr != nil {
-			return nil, lerr
-		}
 		return nil, err
 	}
-	st := newStream(ys, &c.session)
+	st := newStream(r, c.session)
 	st.status, st.name = true, contextName
 	st.answered.Store(false)
-	if _, err := fmt.Fprintf(ys, "OPEN %s %s\n", contextName, ticket); err != nil {
+	if _, err := fmt.Fprintf(r, "OPEN %s %s\n", contextName, ticket); err != nil {
 		st.Close()
 		return nil, err
 	}
@@ -122,16 +110,14 @@ func (c *Client) Err() error {
 	if err := c.link.Err(); err != nil {
 		return err
 	}
-	if c.ctx.Err() == nil && !c.ym.IsClosed() {
-		return nil
-	}
-	return errors.New("the tunnel session ended")
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.endErr
 }
 
 // Close ends the session and every stream on it.
 func (c *Client) Close() error {
 	c.cancel()
-	c.ym.Close()
 	c.link.Close()
 	return nil
 }
@@ -163,7 +149,6 @@ func (c *Client) lost() {
 			c.reconnecting.Store(false)
 			if err := c.link.attach(ws, peer); err != nil {
 				c.link.fail(err)
-				c.ym.Close()
 				return
 			}
 			c.resumes.Add(1)
@@ -173,7 +158,6 @@ func (c *Client) lost() {
 		if resp != nil && resp.StatusCode == http.StatusGone {
 			c.cfg.Log.Warn("the gateway no longer has the tunnel session: its connections ended; new ones start a new session")
 			c.link.fail(ErrSessionGone)
-			c.ym.Close()
 			return
 		}
 		if c.ctx.Err() != nil {
@@ -182,7 +166,6 @@ func (c *Client) lost() {
 		if time.Now().After(deadline) {
 			c.cfg.Log.Warn("the gateway stayed unreachable for longer than the resume limit: the tunnel session's connections ended", "limit", c.cfg.ResumeLimit)
 			c.link.fail(ErrLinkExpired)
-			c.ym.Close()
 			return
 		}
 		c.cfg.Log.Debug("tunnel session: reconnecting", "session", c.id, "err", err, "retry_in", delay)

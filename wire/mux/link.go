@@ -40,8 +40,8 @@ var ErrPeerEnded = errors.New("the other side ended the tunnel session")
 // is lost or repeated. The bytes not yet acknowledged are bounded by
 // window; Write blocks beyond it, which is also the link's flow control.
 //
-// A link is a net.Conn for the multiplexer above it. Its deadlines are not
-// supported (the multiplexer does not use them).
+// The link carries records (see readRecord); the session above it makes
+// them streams.
 type link struct {
 	window     int
 	pingPeriod time.Duration
@@ -66,13 +66,8 @@ type link struct {
 	inReceived uint64
 	inAcked    uint64 // the last count we acknowledged
 	ackTimer   *time.Timer
-	recRemain  int // data bytes left in the record being read
-	// staged holds what the multiplexer wrote of a frame not yet whole.
-	staged []byte
 	// ackDue asks the sender to acknowledge inRead.
 	ackDue bool
-	// onControl receives control records, on the reading goroutine.
-	onControl func([]byte)
 
 	ws        *websocket.Conn
 	gen       int       // counts attachments, so a stale reader cannot detach a new one
@@ -90,10 +85,10 @@ func newLink(window int, pingPeriod, pongWait time.Duration, onDetach func()) *l
 	l := &link{window: window, pingPeriod: pingPeriod, pongWait: pongWait, onDetach: onDetach,
 		send: make(chan struct{}, 1), done: make(chan struct{})}
 	l.cond = sync.NewCond(&l.mu)
-	l.in.release = func(b []byte) {
-		b = b[:cap(b)]
-		framePool.Put(&b)
-	}
+	// A record's buffer goes back to the pool once the peer acknowledged
+	// all of it (so no send still reads it: see attach).
+	l.out.release = releaseBody
+	l.in.release = releaseFrame
 	go l.sender()
 	return l
 }
@@ -126,7 +121,12 @@ func (l *link) attach(ws *websocket.Conn, peerReceived uint64) error {
 	l.gen++
 	gen := l.gen
 	// The peer has everything before peerReceived: drop it as if acknowledged.
+	// Not given back to the pool: a send on the old WebSocket may still
+	// be reading them.
+	release := l.out.release
+	l.out.release = nil
 	l.out.discard(int(peerReceived - l.outAcked))
+	l.out.release = release
 	l.outAcked = peerReceived
 	l.outSent = peerReceived
 	l.ws = ws
@@ -353,29 +353,29 @@ func isTimeout(err error) bool {
 }
 
 func (l *link) receive(r io.Reader, gen int) error {
-	bp := framePool.Get().(*[]byte)
-	n, err := io.ReadFull(r, *bp)
+	buf := newFrame()
+	n, err := io.ReadFull(r, buf)
 	switch {
 	case err == nil:
-		framePool.Put(bp)
+		releaseFrame(buf)
 		return errors.New("the peer sent a message larger than a link frame")
 	case !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF):
-		framePool.Put(bp)
+		releaseFrame(buf)
 		return nil // the WebSocket failed; the reader detaches
 	}
-	data := (*bp)[:n]
+	data := buf[:n]
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if gen != l.gen {
-		framePool.Put(bp)
+		releaseFrame(buf)
 		return nil // a WebSocket already given up
 	}
 	if l.in.Len()+len(data) > maxWindow+maxRecord+16 {
-		framePool.Put(bp)
+		releaseFrame(buf)
 		return errors.New("the peer sent more than the link's window")
 	}
 	if n == 0 {
-		framePool.Put(bp)
+		releaseFrame(buf)
 		return nil
 	}
 	l.in.push(data)
@@ -423,72 +423,63 @@ func (l *link) sendAck(force bool) {
 }
 
 // Records inside the link's byte stream: a kind byte, a uvarint length,
-// then that many bytes. Control records travel in order with the data, so
-// a stream's CLOSE reason is known before its end is read.
+// then that many bytes: a uvarint stream id and the record's body. They
+// travel in order, so a stream's CLOSE reason is known before its end.
 const (
-	recordData    = 0
-	recordControl = 1
-	// maxRecord bounds a record: a yamux frame is at most a stream's
-	// window (Config.StreamWindow, at most 16 MiB) and its header.
-	maxRecord = 16<<20 + yamuxHeader
-	// yamuxHeader is the size of a yamux frame header; a data frame's
-	// (type 0) body length is its last four bytes.
-	yamuxHeader = 12
+	recordData   = 0 // the stream's bytes
+	recordClose  = 1 // uvarint code, then the reason: the sender closed the stream
+	recordOpen   = 2 // the client opens the stream (ids are the client's, from 1 up)
+	recordFin    = 3 // the sender's direction ended (half-close)
+	recordWindow = 4 // uvarint: more bytes the receiver will take on the stream
+	// maxData bounds a data record's body.
+	maxData = 128 << 10
+	// maxRecord bounds any record; a record's header is at most 16 bytes.
+	maxRecord = maxData + 16
 )
 
-// Read returns the multiplexer's bytes in order, waiting through a drop.
-// Control records met on the way are handed to onControl first.
-func (l *link) Read(p []byte) (int, error) {
+// readRecord returns the next record the peer sent, waiting through a drop
+// and reading the WebSocket itself (on the session's reading goroutine), so
+// bytes go from the network to their stream without a hand-off. body is the
+// caller's; a large one comes from bodyPool.
+func (l *link) readRecord() (kind byte, id uint32, body []byte, err error) {
 	l.mu.Lock()
 	for {
-		if l.recRemain > 0 {
-			// The record is all here (see below).
-			n := l.in.read(p[:min(len(p), l.recRemain)])
-			l.inRead += uint64(n)
-			l.recRemain -= n
-			l.mu.Unlock()
-			l.sendAck(false)
-			return n, nil
-		}
 		if l.in.Len() > 0 {
-			var hdr [1 + binary.MaxVarintLen64]byte
+			var hdr [1 + 2*binary.MaxVarintLen64]byte
 			k := l.in.peek(hdr[:], 0)
-			kind := hdr[0]
+			kind = hdr[0]
 			size, hn := binary.Uvarint(hdr[1:k])
 			switch {
-			case hn < 0 || size > maxRecord || kind > recordControl:
+			case hn < 0 || size > maxRecord || kind > recordWindow:
 				err := fmt.Errorf("the peer broke the link's record format (kind %d, size %d)", kind, size)
 				l.mu.Unlock()
 				l.fail(err)
-				return 0, err
+				return 0, 0, nil, err
 			case hn == 0 || l.in.Len() < 1+hn+int(size):
-				// A record is handed on only once all of it is here, so
-				// the reader (yamux, which reads a frame's body holding
-				// its stream's lock) never waits in the middle of one
-				// while the session waits to resume.
-			case kind == recordData:
-				l.in.discard(1 + hn)
-				l.inRead += uint64(1 + hn)
-				l.recRemain = int(size)
-				continue
+				// Not all here yet: read on.
 			default:
-				msg := make([]byte, size)
-				l.in.discard(1 + hn)
-				l.in.read(msg)
-				l.inRead += uint64(1 + hn + int(size))
-				if l.onControl != nil {
-					l.onControl(msg)
+				sid, in := binary.Uvarint(hdr[1+hn : k])
+				if in <= 0 || uint64(in) > size || sid > 1<<32-1 {
+					err := fmt.Errorf("the peer sent a record without a stream id (kind %d)", kind)
+					l.mu.Unlock()
+					l.fail(err)
+					return 0, 0, nil, err
 				}
-				continue
+				l.in.discard(1 + hn + in)
+				body = newBody(int(size) - in)
+				l.in.read(body)
+				l.inRead += uint64(1 + hn + int(size))
+				l.mu.Unlock()
+				l.sendAck(false)
+				return kind, uint32(sid), body, nil
 			}
 		}
 		if l.closedErr != nil {
 			err := l.closedErr
 			l.mu.Unlock()
-			return 0, err
+			return 0, 0, nil, err
 		}
 		if ws, gen := l.ws, l.gen; ws != nil {
-			// Nothing whole to hand on: read the next message.
 			l.mu.Unlock()
 			if !l.readMessage(ws, gen) {
 				l.detach(gen)
@@ -500,94 +491,50 @@ func (l *link) Read(p []byte) (int, error) {
 	}
 }
 
-// Write keeps p until the peer acknowledges it and sends it when a
-// WebSocket carries the link; it waits while the window is full. The bytes
-// are yamux frames, and each frame (header and body, which yamux writes
-// separately) becomes one record, so that the reader gets whole frames.
-func (l *link) Write(p []byte) (int, error) {
-	n, err := l.write(p)
-	// Send at once from this goroutine when no send is under way (a
-	// hand-off to the sender goroutine costs a wake-up on every round
-	// trip); otherwise the running send takes these bytes along.
-	if n > 0 && l.wmu.TryLock() {
+// writeRecord keeps a record until the peer acknowledges it and sends it
+// when a WebSocket carries the link. A data record waits while the link's
+// window is full (the link's flow control); other records are small and
+// pass. When inline is set the record is sent from this goroutine if no
+// send is under way (a hand-off to the sender goroutine costs a wake-up
+// on every round trip); the session's reader never sends inline, so it
+// never waits for the network.
+func (l *link) writeRecord(kind byte, id uint32, body []byte, inline bool) error {
+	if err := l.appendRecord(kind, id, body); err != nil {
+		return err
+	}
+	if inline && l.wmu.TryLock() {
 		l.flushLocked()
 		l.wmu.Unlock()
+	} else {
+		l.kick()
 	}
-	return n, err
-}
-
-func (l *link) write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.closedErr != nil {
-		return 0, l.closedErr
-	}
-	total := len(p)
-	for len(p) > 0 {
-		if len(l.staged) < yamuxHeader {
-			k := min(yamuxHeader-len(l.staged), len(p))
-			l.staged = append(l.staged, p[:k]...)
-			p = p[k:]
-			if len(l.staged) < yamuxHeader {
-				break
-			}
-		}
-		body := 0
-		if l.staged[1] == 0 { // a data frame: its body follows
-			body = int(binary.BigEndian.Uint32(l.staged[8:12]))
-		}
-		if yamuxHeader+body > maxRecord {
-			return 0, fmt.Errorf("a frame of %d bytes is larger than a link record", yamuxHeader+body)
-		}
-		need := body - (len(l.staged) - yamuxHeader)
-		if need > len(p) {
-			l.staged = append(l.staged, p...)
-			break
-		}
-		for l.out.Len() > 0 && l.out.Len()+yamuxHeader+body > l.window && l.closedErr == nil {
-			l.cond.Wait()
-		}
-		if l.closedErr != nil {
-			return 0, l.closedErr
-		}
-		l.appendRecord(recordData, l.staged, p[:need])
-		l.staged = l.staged[:0]
-		p = p[need:]
-	}
-	return total, nil
-}
-
-// writeControl sends a control record in order with the data, past the
-// window (control records are small and rare).
-func (l *link) writeControl(msg []byte) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.closedErr != nil {
-		return l.closedErr
-	}
-	l.appendRecord(recordControl, msg[:min(len(msg), 64<<10)])
-	l.kick()
 	return nil
 }
 
-// appendRecord adds a record made of parts to the send buffer; l.mu is
-// held.
-func (l *link) appendRecord(kind byte, parts ...[]byte) {
-	size := 0
-	for _, b := range parts {
-		size += len(b)
-	}
-	var hdr [1 + binary.MaxVarintLen64]byte
+func (l *link) appendRecord(kind byte, id uint32, body []byte) error {
+	var hdr [1 + 2*binary.MaxVarintLen64]byte
+	var idb [binary.MaxVarintLen64]byte
+	in := binary.PutUvarint(idb[:], uint64(id))
 	hdr[0] = kind
-	hn := binary.PutUvarint(hdr[1:], uint64(size))
-	rec := make([]byte, 1+hn, 1+hn+size)
-	copy(rec, hdr[:1+hn])
-	for _, b := range parts {
-		rec = append(rec, b...)
+	hn := 1 + binary.PutUvarint(hdr[1:], uint64(in+len(body)))
+	copy(hdr[hn:], idb[:in])
+	hn += in
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if kind == recordData {
+		for l.out.Len() > 0 && l.out.Len()+hn+len(body) > l.window && l.closedErr == nil {
+			l.cond.Wait()
+		}
 	}
+	if l.closedErr != nil {
+		return l.closedErr
+	}
+	rec := newBody(hn + len(body))
+	copy(rec, hdr[:hn])
+	copy(rec[hn:], body)
 	l.out.push(rec)
 	l.outWritten += uint64(len(rec))
-	l.kick()
+	return nil
 }
 
 // fail ends the link for good with err.
@@ -632,17 +579,6 @@ func (l *link) Close() error {
 	l.fail(net.ErrClosed)
 	return nil
 }
-
-type linkAddr struct{}
-
-func (linkAddr) Network() string { return "porthole-mux" }
-func (linkAddr) String() string  { return "porthole-mux" }
-
-func (l *link) LocalAddr() net.Addr                { return linkAddr{} }
-func (l *link) RemoteAddr() net.Addr               { return linkAddr{} }
-func (l *link) SetDeadline(t time.Time) error      { return nil }
-func (l *link) SetReadDeadline(t time.Time) error  { return nil }
-func (l *link) SetWriteDeadline(t time.Time) error { return nil }
 
 // drop lets the current WebSocket go, if there is one.
 func (l *link) drop() {

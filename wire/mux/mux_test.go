@@ -8,12 +8,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -47,6 +50,9 @@ func echo(st *Stream, line string) {
 
 func newTestGateway(t testing.TB, cfg Config, handle func(*Stream, string)) *testGateway {
 	t.Helper()
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
 	g := &testGateway{srv: NewServer(cfg)}
 	up := &websocket.Upgrader{Subprotocols: []string{wire.MuxSubprotocol}, ReadBufferSize: 64 << 10, WriteBufferSize: 64 << 10}
 	g.hs = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -101,9 +107,28 @@ func (g *testGateway) client(t *testing.T, cfg Config) *Client {
 	return c
 }
 
+// countReader counts what is read through it.
+type countReader struct {
+	r io.Reader
+	n *atomic.Int64
+}
+
+func (c countReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+// waitFor waits until cond holds (checked every millisecond).
+func waitFor(cond func() bool) {
+	for !cond() {
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // roundTrip sends n random bytes on a new echo stream, half-closes, and
 // checks that exactly those bytes come back before the end.
-func roundTrip(t *testing.T, c *Client, n int, during func()) {
+func roundTrip(t *testing.T, c *Client, n int, during func(echoed func() int64)) {
 	t.Helper()
 	st, err := c.Open("echo", "ticket")
 	if err != nil {
@@ -124,10 +149,11 @@ func roundTrip(t *testing.T, c *Client, n int, during func()) {
 		}
 		werr <- st.CloseWrite()
 	}()
+	var echoed atomic.Int64
 	if during != nil {
-		go during()
+		go during(echoed.Load)
 	}
-	got, err := io.ReadAll(st)
+	got, err := io.ReadAll(countReader{st, &echoed})
 	if err != nil {
 		t.Fatalf("read after %d bytes: %v", len(got), err)
 	}
@@ -235,9 +261,11 @@ func TestHalfCloseKeepsTheOtherDirection(t *testing.T) {
 func TestResumeAfterCuts(t *testing.T) {
 	g := newTestGateway(t, Config{}, echo)
 	c := g.client(t, Config{})
-	roundTrip(t, c, 24<<20, func() {
-		for range 3 {
-			time.Sleep(150 * time.Millisecond)
+	const size = 24 << 20
+	roundTrip(t, c, size, func(echoed func() int64) {
+		// Three cuts, at a quarter, a half and three quarters of the echo.
+		for i := range int64(3) {
+			waitFor(func() bool { return echoed() >= (i+1)*size/4 })
 			g.proxy.Cut()
 			time.Sleep(300 * time.Millisecond)
 			g.proxy.Restore()
@@ -283,8 +311,8 @@ func TestResumeAfterSilentOutage(t *testing.T) {
 func TestResumeAfterResets(t *testing.T) {
 	g := newTestGateway(t, Config{}, echo)
 	c := g.client(t, Config{})
-	roundTrip(t, c, 8<<20, func() {
-		time.Sleep(100 * time.Millisecond)
+	roundTrip(t, c, 8<<20, func(echoed func() int64) {
+		waitFor(func() bool { return echoed() >= 1<<20 })
 		reset := g.proxy.Add("reset_peer", "upstream", `"timeout": 50`)
 		time.Sleep(400 * time.Millisecond)
 		g.proxy.Remove(reset)
@@ -468,7 +496,7 @@ func TestOpenLineLimits(t *testing.T) {
 		st.Close()
 	})
 	c := g.client(t, Config{})
-	st, err := c.ym.OpenStream()
+	st, err := c.open()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -524,5 +552,143 @@ func TestRetryWithANewTicketKeepsTheFirstBytes(t *testing.T) {
 	var ref *Refusal
 	if !errors.As(err, &ref) || ref.Status != http.StatusUnauthorized {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestAStreamThatIsNotReadStopsOnlyItself(t *testing.T) {
+	release := make(chan struct{})
+	g := newTestGateway(t, Config{}, func(st *Stream, line string) {
+		if strings.HasPrefix(line, "OPEN stall ") {
+			st.Write([]byte("OK\n"))
+			<-release // reads nothing until released
+			io.Copy(io.Discard, st)
+			st.Close()
+			return
+		}
+		echo(st, line)
+	})
+	c := g.client(t, Config{})
+	stalled, err := c.Open("stall", "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const size = 4 << 20 // past the stream's window and the link's
+	wrote := make(chan error, 1)
+	go func() {
+		_, err := stalled.Write(make([]byte, size))
+		if err == nil {
+			err = stalled.CloseWrite()
+		}
+		wrote <- err
+	}()
+	time.Sleep(200 * time.Millisecond)
+	select {
+	case err := <-wrote:
+		t.Fatalf("%d bytes went into a stream nobody reads (%v): no flow control", size, err)
+	default:
+	}
+	// The session's other streams flow meanwhile.
+	roundTrip(t, c, 2<<20, nil)
+	close(release)
+	if err := <-wrote; err != nil {
+		t.Fatalf("the stalled stream's write, once read: %v", err)
+	}
+	stalled.Close()
+}
+
+// TestDeliveryToASlowSocket pipes a session's stream to a TCP server that
+// reads slowly, the gateway's shape: what the socket does not take at once
+// waits in the stream, in order, and the end follows the last byte.
+func TestDeliveryToASlowSocket(t *testing.T) {
+	target := tcpServer(t, func(c net.Conn) {
+		h := sha256.New()
+		buf := make([]byte, 16<<10)
+		for {
+			n, err := c.Read(buf)
+			h.Write(buf[:n])
+			if err != nil {
+				break
+			}
+			time.Sleep(100 * time.Microsecond)
+		}
+		c.Write(h.Sum(nil))
+		c.(*net.TCPConn).CloseWrite()
+		io.Copy(io.Discard, c)
+	})
+	g := newTestGateway(t, Config{}, func(st *Stream, line string) {
+		tc, err := net.Dial("tcp", target)
+		if err != nil {
+			st.CloseWith(wire.ClosePeerError, err.Error())
+			return
+		}
+		st.Write([]byte("OK\n"))
+		wire.Pipe(context.Background(), st, tc)
+	})
+	c := g.client(t, Config{StreamWindow: 256 << 10})
+	st, err := c.Open("slow", "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	data := make([]byte, 8<<20)
+	for i := range data {
+		data[i] = byte(rand.N(256))
+	}
+	go func() {
+		st.Write(data)
+		st.CloseWrite()
+	}()
+	var got bytes.Buffer
+	st.SetReadDeadline(time.Now().Add(20 * time.Second))
+	if _, _, err := st.DeliverTo(&got); err != nil {
+		t.Fatal(err)
+	}
+	if want := sha256.Sum256(data); !bytes.Equal(got.Bytes(), want[:]) {
+		t.Fatalf("the slow socket's digest is %x, want %x", got.Bytes(), want)
+	}
+}
+
+func TestStreamRecordsThatBreakTheProtocol(t *testing.T) {
+	cases := []struct {
+		name  string
+		apply func(s *session) error
+	}{
+		{"more than the window", func(s *session) error {
+			s.opened(1)
+			return s.apply(recordData, 1, make([]byte, initialWindow+1))
+		}},
+		{"a stream opened twice", func(s *session) error {
+			s.opened(1)
+			return s.opened(1)
+		}},
+		{"a close without a code", func(s *session) error {
+			s.opened(1)
+			return s.apply(recordClose, 1, nil)
+		}},
+		{"a window offer without a count", func(s *session) error {
+			s.opened(1)
+			return s.apply(recordWindow, 1, []byte{0x80})
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newSession(Config{StreamWindow: initialWindow}.withDefaults(), nil, true)
+			defer s.link.Close()
+			if err := tc.apply(s); err == nil {
+				t.Fatal("accepted")
+			}
+		})
+	}
+	// Records for a stream closed here are dropped, not errors.
+	s := newSession(Config{}.withDefaults(), nil, true)
+	defer s.link.Close()
+	if err := s.apply(recordData, 7, []byte("late")); err != nil {
+		t.Fatal(err)
+	}
+	// The client does not take streams opened by the gateway.
+	cs := newSession(Config{}.withDefaults(), nil, false)
+	defer cs.link.Close()
+	if err := cs.apply(recordOpen, 2, nil); err == nil {
+		t.Fatal("the client took a stream the gateway opened")
 	}
 }

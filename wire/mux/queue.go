@@ -7,8 +7,9 @@ import "sync"
 // front and appended at the back copies everything it holds each time it
 // grows).
 type byteQueue struct {
-	chunks [][]byte
-	off    int // bytes of chunks[0] already taken
+	chunks [][]byte // chunks[head:] are queued
+	head   int
+	off    int // bytes of chunks[head] already taken
 	n      int // bytes queued
 	// release, when set, is given each chunk once all of it is taken.
 	release func([]byte)
@@ -30,21 +31,24 @@ func (q *byteQueue) push(b []byte) {
 func (q *byteQueue) discard(n int) {
 	q.n -= n
 	for n > 0 {
-		rest := len(q.chunks[0]) - q.off
+		c := q.chunks[q.head]
+		rest := len(c) - q.off
 		if n < rest {
 			q.off += n
 			return
 		}
 		n -= rest
 		if q.release != nil {
-			q.release(q.chunks[0])
+			q.release(c)
 		}
-		q.chunks[0] = nil
-		q.chunks = q.chunks[1:]
+		q.chunks[q.head] = nil
+		q.head++
 		q.off = 0
 	}
-	if len(q.chunks) == 0 {
-		q.chunks = nil
+	if q.head == len(q.chunks) {
+		// Empty: start again at the front of the same array, so a queue
+		// that is filled and emptied in turn does not allocate.
+		q.chunks, q.head = q.chunks[:0], 0
 	}
 }
 
@@ -66,7 +70,7 @@ func (q *byteQueue) read(p []byte) int {
 // slices they are kept in.
 func (q *byteQueue) each(skip, n int, fn func([]byte)) {
 	skip += q.off
-	for _, c := range q.chunks {
+	for _, c := range q.chunks[q.head:] {
 		if n <= 0 {
 			return
 		}
@@ -84,5 +88,38 @@ func (q *byteQueue) each(skip, n int, fn func([]byte)) {
 	}
 }
 
-// framePool holds buffers for received messages.
-var framePool = sync.Pool{New: func() any { b := make([]byte, maxFrame+1); return &b }}
+// Pools of buffers for received messages and records. They hold pointers
+// to arrays: a slice converts to one and back without allocating (putting
+// a slice's address would allocate on every use).
+var (
+	framePool     = sync.Pool{New: func() any { return new([maxFrame + 1]byte) }}
+	bodyPool      = sync.Pool{New: func() any { return new([maxRecord]byte) }}
+	smallBodyPool = sync.Pool{New: func() any { return new([smallBody]byte) }}
+)
+
+// smallBody is the size of the buffers for the many small records (a
+// query, a row, a window offer).
+const smallBody = 4 << 10
+
+func newFrame() []byte { return framePool.Get().(*[maxFrame + 1]byte)[:] }
+
+func releaseFrame(b []byte) { framePool.Put((*[maxFrame + 1]byte)(b[:maxFrame+1])) }
+
+// newBody returns a buffer of n bytes (at most maxRecord) for a record.
+func newBody(n int) []byte {
+	if n <= smallBody {
+		return smallBodyPool.Get().(*[smallBody]byte)[:n]
+	}
+	return bodyPool.Get().(*[maxRecord]byte)[:n]
+}
+
+// releaseBody gives a buffer from newBody back once it is not needed; any
+// other slice is left to the collector.
+func releaseBody(b []byte) {
+	switch cap(b) {
+	case maxRecord:
+		bodyPool.Put((*[maxRecord]byte)(b[:maxRecord]))
+	case smallBody:
+		smallBodyPool.Put((*[smallBody]byte)(b[:smallBody]))
+	}
+}

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
-	"github.com/hashicorp/yamux"
 )
 
 // Server keeps the gateway's sessions by id, so a client can resume one.
@@ -30,7 +29,7 @@ func NewServer(cfg Config) *Server {
 
 // ServerSession is the gateway's end of one client's session.
 type ServerSession struct {
-	session
+	*session
 	id    string
 	owner string
 	srv   *Server
@@ -57,21 +56,16 @@ func (s *Server) New(owner string) *ServerSession {
 	var b [16]byte
 	rand.Read(b[:])
 	ss := &ServerSession{id: hex.EncodeToString(b[:]), owner: owner, srv: s, done: make(chan struct{})}
-	ss.cfg = s.cfg
-	ss.streams = map[uint32]*Stream{}
-	ss.link = newLink(s.cfg.Window, s.cfg.PingPeriod, s.cfg.PongWait, ss.lost)
-	ss.link.onControl = ss.control
-	ss.ym, _ = yamux.Server(ss.link, s.cfg.yamux()) // fails only on a bad config
+	ss.session = newSession(s.cfg, ss.lost, true)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		ss.ym.Close()
 		ss.link.Close()
 		return nil
 	}
 	s.sessions[ss.id] = ss
 	go func() {
-		<-ss.ym.CloseChan()
+		<-ss.over
 		ss.link.Close()
 		s.mu.Lock()
 		delete(s.sessions, ss.id)
@@ -124,15 +118,17 @@ func (ss *ServerSession) Attach(ws *websocket.Conn, peerReceived uint64) error {
 // its own for each, with the stream's OPEN line, until the session ends.
 func (ss *ServerSession) Serve(handle func(st *Stream, line string)) {
 	for {
-		ys, err := ss.ym.AcceptStream()
-		if err != nil {
+		var r *rawStream
+		select {
+		case r = <-ss.accept:
+		case <-ss.over:
 			return
 		}
 		go func() {
-			st := newStream(ys, &ss.session)
-			ys.SetReadDeadline(time.Now().Add(ss.cfg.PongWait))
+			st := newStream(r, ss.session)
+			r.SetReadDeadline(time.Now().Add(ss.cfg.PongWait))
 			line, err := st.readLine()
-			ys.SetReadDeadline(time.Time{})
+			r.SetReadDeadline(time.Time{})
 			if err != nil {
 				st.CloseWith(1002, "no OPEN line")
 				return
@@ -144,7 +140,6 @@ func (ss *ServerSession) Serve(handle func(st *Stream, line string)) {
 
 // Close ends the session and its streams.
 func (ss *ServerSession) Close() {
-	ss.ym.Close()
 	ss.link.Close()
 }
 
@@ -154,7 +149,6 @@ func (ss *ServerSession) lost() {
 		if ss.link.DetachedFor() >= ss.cfg.ResumeLimit {
 			ss.cfg.Log.Info("tunnel session expired without a resume", "session", ss.id)
 			ss.link.fail(ErrLinkExpired)
-			ss.ym.Close()
 		}
 	})
 }

@@ -1,5 +1,5 @@
 // Package mux carries many tunnel streams over one WebSocket per client
-// and gateway (the porthole.mux.v1 protocol), and lets that session survive
+// and gateway (the porthole.mux.v2 protocol), and lets that session survive
 // the WebSocket: a dropped connection (a Wi-Fi switch, a laptop's sleep, a
 // proxy's idle cut) is replaced by a new one and every stream continues
 // with no byte lost or repeated.
@@ -16,34 +16,42 @@
 // from the other's count. An unknown session is refused with 410 and the
 // code "session_gone".
 //
-// The link's bytes are records: a kind byte (0 data, 1 control), a uvarint
-// length (at most 64 KiB) and the bytes. Data records carry yamux
-// (hashicorp/yamux): per-stream flow control and a half-close per stream
-// (a stream's FIN). A control record "CLOSE <stream id> <code> <reason>"
-// ends a stream with a reason (a wire.Close* code); it travels in order with
-// the data, so the reason arrives before the stream's end. Keepalive is one
-// WebSocket ping per session, not per stream. Every stream starts with the
-// client's line "OPEN <context> <ticket>" followed at once by the stream's
-// first bytes (no round trip before them); the gateway answers with "OK" or
-// with the JSON error body (wire.Error plus "status": the HTTP status it
-// would have refused the upgrade with) on one line and closes the stream.
+// The link's bytes are records: a kind byte, a uvarint length, then that
+// many bytes: a uvarint stream id and the record's body. The client opens
+// stream n (1, 2, 3, ...) with an open record; data records carry a
+// stream's bytes (at most 128 KiB each); a FIN record ends the sender's
+// direction (half-close; the other flows on); a close record (uvarint code,
+// then the reason) ends the stream with a wire.Close* code that the peer's
+// reads and writes return, after the bytes sent before it; a window record
+// offers the sender more bytes. Each side of a stream may send 256 KiB
+// before the receiver offers more (per-stream flow control: a stream whose
+// program does not read stops only itself). Records travel in order, so a
+// close's reason is known after the data and before anything else.
+// Keepalive is one WebSocket ping per session, not per stream. Every
+// stream starts with the client's line "OPEN <context> <ticket>" followed
+// at once by the stream's first bytes (no round trip before them); the
+// gateway answers with "OK" or with the JSON error body (wire.Error plus
+// "status": the HTTP status it would have refused the upgrade with) on one
+// line and closes the stream.
+//
+// Bytes received for a stream go from the reading goroutine straight into
+// the program's socket when it takes them at once (Stream.DeliverTo), and
+// a write goes out from the writer's goroutine: a round trip costs the
+// same goroutine wake-ups as over one WebSocket per connection.
 package mux
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/hashicorp/yamux"
 
 	"github.com/porthole/porthole/wire"
 )
@@ -80,9 +88,8 @@ func (c Config) withDefaults() Config {
 	if c.StreamWindow == 0 {
 		c.StreamWindow = 1 << 20
 	}
-	// A whole frame (up to a stream's window) must fit the link's window.
-	c.StreamWindow = min(c.StreamWindow, 16<<20, uint32(max(c.Window/2, 256<<10)))
-	c.Window = max(c.Window, int(c.StreamWindow)*2)
+	c.StreamWindow = max(min(c.StreamWindow, 16<<20), initialWindow)
+	c.Window = max(c.Window, 256<<10)
 	if c.ResumeLimit == 0 {
 		c.ResumeLimit = 10 * time.Minute
 	}
@@ -98,75 +105,177 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-func (c Config) yamux() *yamux.Config {
-	y := yamux.DefaultConfig()
-	y.EnableKeepAlive = false // the link pings, once per session
-	y.MaxStreamWindowSize = c.StreamWindow
-	y.StreamOpenTimeout = 0                                // an open may wait through a resume
-	y.StreamCloseTimeout = 0                               // a half-closed stream lives as long as its other half
-	y.ConnectionWriteTimeout = c.ResumeLimit + time.Minute // writes wait through a resume
-	y.AcceptBacklog = 1024
-	y.LogOutput = io.Discard
-	return y
-}
-
-// session is what both sides share: the link, yamux on it, the streams by
-// id (for CLOSE lines) and the control stream.
+// session is what both sides share: the link, its streams by id, and the
+// goroutine that reads the link and hands each record to its stream.
 type session struct {
 	cfg  Config
 	link *link
-	ym   *yamux.Session
 
 	mu      sync.Mutex
-	streams map[uint32]*Stream
+	streams map[uint32]*rawStream
+	lastID  uint32 // the last stream opened
+	endErr  error  // why the session ended; nil while it lives
+	// accept takes the streams the peer opens (the gateway's side only).
+	accept chan *rawStream
+	// over is closed when the session has ended.
+	over chan struct{}
 }
 
-func (s *session) track(st *Stream) {
+func newSession(cfg Config, onDetach func(), server bool) *session {
+	s := &session{cfg: cfg, streams: map[uint32]*rawStream{}, over: make(chan struct{})}
+	if server {
+		s.accept = make(chan *rawStream, 1024)
+	}
+	s.link = newLink(cfg.Window, cfg.PingPeriod, cfg.PongWait, onDetach)
+	go s.run()
+	return s
+}
+
+// run reads the link's records and applies each to its stream until the
+// link ends.
+func (s *session) run() {
+	for {
+		kind, id, body, err := s.link.readRecord()
+		if err == nil {
+			err = s.apply(kind, id, body)
+		}
+		if err != nil {
+			if s.link.Err() == nil {
+				s.cfg.Log.Warn("the peer broke the tunnel session's protocol; its connections end", "err", err)
+			}
+			s.link.fail(err)
+			s.end(s.link.Err())
+			return
+		}
+	}
+}
+
+// errOverWindow is a peer that sent more than a stream's window.
+var errOverWindow = errors.New("the peer sent more than a stream's window")
+
+func (s *session) apply(kind byte, id uint32, body []byte) error {
+	if kind == recordOpen {
+		return s.opened(id)
+	}
 	s.mu.Lock()
-	s.streams[st.ys().StreamID()] = st
+	r := s.streams[id]
+	s.mu.Unlock()
+	if r == nil {
+		// A stream closed here: the peer had not heard yet.
+		releaseBody(body)
+		return nil
+	}
+	switch kind {
+	case recordData:
+		return r.received(body)
+	case recordFin:
+		r.peerEnded(true, nil)
+	case recordClose:
+		code, n := binary.Uvarint(body)
+		if n <= 0 || code > 4999 {
+			return fmt.Errorf("bad close record for stream %d", id)
+		}
+		r.peerEnded(false, &wire.CloseError{Code: int(code), Reason: string(body[n:])})
+	case recordWindow:
+		n, k := binary.Uvarint(body)
+		if k <= 0 || n > maxWindow {
+			return fmt.Errorf("bad window record for stream %d", id)
+		}
+		r.windowed(int(n))
+	}
+	return nil
+}
+
+// opened takes a stream the client opened (on the gateway's side).
+func (s *session) opened(id uint32) error {
+	if s.accept == nil {
+		return errors.New("the gateway opened a stream")
+	}
+	s.mu.Lock()
+	if id <= s.lastID {
+		s.mu.Unlock()
+		return fmt.Errorf("the client opened stream %d again", id)
+	}
+	s.lastID = id
+	r := newRawStream(s, id)
+	s.streams[id] = r
+	s.mu.Unlock()
+	select {
+	case s.accept <- r:
+	default:
+		r.close(1013, "too many connections opening at once")
+	}
+	return nil
+}
+
+// open starts a stream (on the client's side); its first write carries the
+// open along.
+func (s *session) open() (*rawStream, error) {
+	s.mu.Lock()
+	if s.endErr != nil {
+		s.mu.Unlock()
+		return nil, s.endErr
+	}
+	// The open record is queued under s.mu, so ids reach the peer in
+	// order (an open record does not wait for the link's window).
+	err := s.link.appendRecord(recordOpen, s.lastID+1, nil)
+	if err != nil {
+		s.mu.Unlock()
+		return nil, s.endedBy(err)
+	}
+	s.lastID++
+	r := newRawStream(s, s.lastID)
+	s.streams[r.id] = r
+	s.mu.Unlock()
+	return r, nil
+}
+
+func (s *session) forget(id uint32) {
+	s.mu.Lock()
+	delete(s.streams, id)
 	s.mu.Unlock()
 }
 
-func (s *session) forget(st *Stream) {
+// end ends every stream with the link's error err.
+func (s *session) end(err error) {
+	e := s.endedBy(err)
 	s.mu.Lock()
-	delete(s.streams, st.ys().StreamID())
-	s.mu.Unlock()
-}
-
-// control applies a control record from the peer: "CLOSE <id> <code> <reason>".
-func (s *session) control(msg []byte) {
-	f := strings.SplitN(string(msg), " ", 4)
-	if len(f) < 3 || f[0] != "CLOSE" {
-		s.cfg.Log.Warn("unknown control record on a tunnel session", "record", clip(string(msg), 80))
+	if s.endErr != nil {
+		s.mu.Unlock()
 		return
 	}
-	id, err1 := strconv.ParseUint(f[1], 10, 32)
-	code, err2 := strconv.Atoi(f[2])
-	if err1 != nil || err2 != nil {
-		s.cfg.Log.Warn("bad control record on a tunnel session", "record", clip(string(msg), 80))
-		return
+	s.endErr = e
+	all := make([]*rawStream, 0, len(s.streams))
+	for _, r := range s.streams {
+		all = append(all, r)
 	}
-	reason := ""
-	if len(f) == 4 {
-		reason = f[3]
-	}
-	s.mu.Lock()
-	st := s.streams[uint32(id)]
 	s.mu.Unlock()
-	if st != nil {
-		st.endedByPeer(&wire.CloseError{Code: code, Reason: reason})
+	for _, r := range all {
+		r.sessionEnded(e)
 	}
+	close(s.over)
 }
 
-func (s *session) sendClose(id uint32, code int, reason string) {
-	s.link.writeControl(fmt.Appendf(nil, "CLOSE %d %d %s", id, code, clip(reason, 200)))
+// endedBy is what a stream's reads and writes return once the session
+// ended because its link failed with err.
+func (s *session) endedBy(err error) error {
+	s.mu.Lock()
+	e := s.endErr
+	s.mu.Unlock()
+	if e != nil {
+		return e
+	}
+	if err == nil || errors.Is(err, net.ErrClosed) {
+		return &wire.CloseError{Code: wire.CloseGoingAway, Reason: "the tunnel session ended"}
+	}
+	return sessionEnded(err)
 }
 
 // Stream is one tunnel connection in a session: a net.Conn with CloseWrite
 // (half-close) and CloseWith (end with a reason the peer reads as a
 // *wire.CloseError).
 type Stream struct {
-	ysp  atomic.Pointer[yamux.Stream]
+	rawp atomic.Pointer[rawStream]
 	sess *session
 
 	// pre holds bytes read past a header line.
@@ -175,9 +284,6 @@ type Stream struct {
 	// the first byte of data.
 	status    bool
 	statusErr error
-
-	ended     atomic.Pointer[wire.CloseError]
-	closeOnce sync.Once
 
 	// MapRefusal, when set before the first Read, turns the gateway's
 	// refusal into the error the first Read returns.
@@ -201,15 +307,14 @@ type Stream struct {
 // maxEarly bounds what a stream keeps before the gateway's answer.
 const maxEarly = 64 << 10
 
-func newStream(ys *yamux.Stream, s *session) *Stream {
+func newStream(r *rawStream, s *session) *Stream {
 	st := &Stream{sess: s}
-	st.ysp.Store(ys)
+	st.rawp.Store(r)
 	st.answered.Store(true)
-	s.track(st)
 	return st
 }
 
-func (st *Stream) ys() *yamux.Stream { return st.ysp.Load() }
+func (st *Stream) raw() *rawStream { return st.rawp.Load() }
 
 // answer ends the time before the gateway's answer.
 func (st *Stream) answer() {
@@ -223,8 +328,8 @@ func (st *Stream) answer() {
 // for a repeated open; done is false when the answer has come meanwhile.
 func (st *Stream) writeEarly(p []byte) (n int, done bool) {
 	st.em.Lock()
-	defer st.em.Unlock()
 	if st.answered.Load() {
+		st.em.Unlock()
 		return 0, false
 	}
 	// Past maxEarly the bytes are no longer kept (a program may write a
@@ -235,9 +340,14 @@ func (st *Stream) writeEarly(p []byte) (n int, done bool) {
 	} else {
 		st.early = append(st.early, p...)
 	}
-	// An error here (the gateway refused and closed the stream) is the
-	// answer's to tell.
-	st.ys().Write(p)
+	r := st.raw()
+	st.em.Unlock()
+	// Not holding em: the write may wait for the stream's window, which
+	// the reader of the answer must not. If the stream is opened again
+	// meanwhile, p goes with what was kept, and this write to the old
+	// stream fails; an error here (the gateway refused and closed the
+	// stream) is the answer's to tell.
+	r.Write(p)
 	return len(p), true
 }
 
@@ -245,26 +355,24 @@ func (st *Stream) writeEarly(p []byte) (n int, done bool) {
 func (st *Stream) reopen(ticket string) error {
 	st.em.Lock()
 	defer st.em.Unlock()
-	ys, err := st.sess.ym.OpenStream()
+	r, err := st.sess.open()
 	if err != nil {
 		return err
 	}
-	if _, err := fmt.Fprintf(ys, "OPEN %s %s\n", st.name, ticket); err != nil {
-		ys.Close()
+	if _, err := fmt.Fprintf(r, "OPEN %s %s\n", st.name, ticket); err != nil {
+		r.close(wire.CloseNormal, "")
 		return err
 	}
 	if len(st.early) > 0 {
-		ys.Write(st.early)
+		r.Write(st.early)
 	}
 	if st.earlyFIN {
-		ys.Close()
+		r.CloseWrite()
 	}
-	old := st.ys()
-	st.sess.forget(st)
-	st.ysp.Store(ys)
+	old := st.raw()
+	st.rawp.Store(r)
 	st.pre = nil
-	st.sess.track(st)
-	old.Close()
+	old.close(wire.CloseNormal, "")
 	return nil
 }
 
@@ -280,7 +388,7 @@ func (st *Stream) readLine() (string, error) {
 		if len(buf) > maxHeaderLine {
 			return "", errors.New("header line too long")
 		}
-		n, err := st.ys().Read(tmp)
+		n, err := st.raw().Read(tmp)
 		buf = append(buf, tmp[:n]...)
 		if err != nil {
 			if errors.Is(err, io.EOF) && len(buf) > 0 {
@@ -291,24 +399,48 @@ func (st *Stream) readLine() (string, error) {
 	}
 }
 
-// Read reads the stream. On the client the first Read returns the
-// gateway's refusal, if it refused.
-func (st *Stream) Read(p []byte) (int, error) {
+// takeAnswer reads the gateway's answer before the first byte of data (on
+// the client) and says whether it refused.
+func (st *Stream) takeAnswer() error {
 	if st.status {
 		st.status = false
 		st.statusErr = st.readAnswer()
 		st.answer()
 	}
-	if st.statusErr != nil {
-		return 0, st.statusErr
+	return st.statusErr
+}
+
+// Read reads the stream. On the client the first Read returns the
+// gateway's refusal, if it refused.
+func (st *Stream) Read(p []byte) (int, error) {
+	if err := st.takeAnswer(); err != nil {
+		return 0, err
 	}
 	if len(st.pre) > 0 {
 		n := copy(p, st.pre)
 		st.pre = st.pre[n:]
 		return n, nil
 	}
-	n, err := st.ys().Read(p)
-	return n, st.mapErr(err)
+	return st.raw().Read(p)
+}
+
+// DeliverTo writes what the stream receives to w until the peer's end
+// (wire.Deliverer): werr is w's failure, rerr the stream's. Where w is a
+// socket that takes bytes without waiting, the session's reader writes
+// them to it directly, with no hand-off to this goroutine.
+func (st *Stream) DeliverTo(w io.Writer) (n int64, werr, rerr error) {
+	if err := st.takeAnswer(); err != nil {
+		return 0, nil, err
+	}
+	if len(st.pre) > 0 {
+		k, err := w.Write(st.pre)
+		st.pre, n = nil, int64(k)
+		if err != nil {
+			return n, err, nil
+		}
+	}
+	k, werr, rerr := st.raw().deliverTo(w)
+	return n + k, werr, rerr
 }
 
 // readAnswer reads the gateway's answer to the open, opening again with a
@@ -317,7 +449,7 @@ func (st *Stream) readAnswer() error {
 	for attempt := 0; ; attempt++ {
 		line, err := st.readLine()
 		if err != nil {
-			return st.mapErr(err)
+			return err
 		}
 		if line == "OK" {
 			return nil
@@ -348,41 +480,8 @@ func (st *Stream) WaitReadable() error {
 	if st.status || len(st.pre) > 0 || st.statusErr != nil {
 		return nil
 	}
-	_, err := st.ys().Read(nil)
-	if errors.Is(err, io.EOF) {
-		return nil // the Read that follows returns it
-	}
-	return st.mapErr(err)
-}
-
-func (st *Stream) mapErr(err error) error {
-	if err == nil {
-		return nil
-	}
-	if ce := st.ended.Load(); ce != nil {
-		if ce.Code == wire.CloseNormal {
-			return net.ErrClosed
-		}
-		return ce
-	}
-	if errors.Is(err, io.EOF) {
-		// yamux ends every stream with EOF when the session dies; that is
-		// not the peer's end of the stream.
-		if lerr := st.sess.link.Err(); st.sess.ym.IsClosed() && lerr != nil && !errors.Is(lerr, net.ErrClosed) {
-			return sessionEnded(lerr)
-		}
-		return err
-	}
-	if errors.Is(err, yamux.ErrSessionShutdown) || errors.Is(err, yamux.ErrConnectionReset) {
-		if lerr := st.sess.link.Err(); lerr != nil && !errors.Is(lerr, net.ErrClosed) {
-			return sessionEnded(lerr)
-		}
-		return &wire.CloseError{Code: wire.CloseGoingAway, Reason: "the tunnel session ended"}
-	}
-	if errors.Is(err, yamux.ErrStreamClosed) {
-		return net.ErrClosed
-	}
-	return err
+	st.raw().Read(nil) // an error is the Read's that follows to return
+	return nil
 }
 
 // sessionEnded is what a stream's reads and writes return once its session
@@ -397,16 +496,12 @@ func sessionEnded(err error) error {
 
 // Write sends p on the stream.
 func (st *Stream) Write(p []byte) (int, error) {
-	if ce := st.ended.Load(); ce != nil {
-		return 0, st.mapErr(ce)
-	}
 	if !st.answered.Load() {
 		if n, done := st.writeEarly(p); done {
 			return n, nil
 		}
 	}
-	n, err := st.ys().Write(p)
-	return n, st.mapErr(err)
+	return st.raw().Write(p)
 }
 
 // CloseWrite ends this side's direction (the stream's FIN); the other
@@ -416,13 +511,13 @@ func (st *Stream) CloseWrite() error {
 		st.em.Lock()
 		if !st.answered.Load() {
 			st.earlyFIN = true
-			st.ys().Close()
+			st.raw().CloseWrite()
 			st.em.Unlock()
 			return nil
 		}
 		st.em.Unlock()
 	}
-	return st.ys().Close()
+	return st.raw().CloseWrite()
 }
 
 // Close ends the stream.
@@ -431,41 +526,32 @@ func (st *Stream) Close() error {
 }
 
 // CloseWith ends the stream; a code other than CloseNormal reaches the
-// peer's reads and writes as a *wire.CloseError with reason.
+// peer's reads and writes as a *wire.CloseError with reason, after the
+// bytes sent before it.
 func (st *Stream) CloseWith(code int, reason string) error {
-	st.closeOnce.Do(func() {
-		if code != wire.CloseNormal && st.ended.Load() == nil {
-			st.sess.sendClose(st.ys().StreamID(), code, reason)
-		}
-		st.ended.CompareAndSwap(nil, &wire.CloseError{Code: wire.CloseNormal})
-		ys := st.ys()
-		// Wake a reader still waiting for the peer's FIN, and a writer
-		// waiting for the stream's window.
-		ys.SetReadDeadline(time.Now())
-		ys.SetWriteDeadline(time.Now())
-		st.sess.forget(st)
-		// The FIN queues behind what was written; while the session waits
-		// to resume, queueing it may wait too, and closing never does.
-		go ys.Close()
-	})
+	st.raw().close(code, reason)
 	return nil
 }
 
-// endedByPeer applies the peer's CLOSE line.
-func (st *Stream) endedByPeer(ce *wire.CloseError) {
-	st.ended.CompareAndSwap(nil, ce)
-	st.ys().SetReadDeadline(time.Now())
-	st.ys().SetWriteDeadline(time.Now())
+// StreamID is the stream's number within its session.
+func (st *Stream) StreamID() uint32 { return st.raw().id }
+
+type sessionAddr struct{}
+
+func (sessionAddr) Network() string { return "porthole-mux" }
+func (sessionAddr) String() string  { return "porthole-mux" }
+
+func (st *Stream) LocalAddr() net.Addr               { return sessionAddr{} }
+func (st *Stream) RemoteAddr() net.Addr              { return sessionAddr{} }
+func (st *Stream) SetReadDeadline(t time.Time) error { return st.raw().SetReadDeadline(t) }
+func (st *Stream) SetWriteDeadline(t time.Time) error {
+	return st.raw().SetWriteDeadline(t)
 }
 
-// StreamID is the stream's number within its session.
-func (st *Stream) StreamID() uint32 { return st.ys().StreamID() }
-
-func (st *Stream) LocalAddr() net.Addr                { return st.ys().LocalAddr() }
-func (st *Stream) RemoteAddr() net.Addr               { return st.ys().RemoteAddr() }
-func (st *Stream) SetDeadline(t time.Time) error      { return st.ys().SetDeadline(t) }
-func (st *Stream) SetReadDeadline(t time.Time) error  { return st.ys().SetReadDeadline(t) }
-func (st *Stream) SetWriteDeadline(t time.Time) error { return st.ys().SetWriteDeadline(t) }
+func (st *Stream) SetDeadline(t time.Time) error {
+	st.raw().SetReadDeadline(t)
+	return st.raw().SetWriteDeadline(t)
+}
 
 // Refusal is the gateway's answer to an OPEN it refused.
 type Refusal struct {
