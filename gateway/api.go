@@ -397,6 +397,66 @@ func (s *Server) admin(h adminHandler) handlerFunc {
 	}
 }
 
+// jsonOp makes an admin operation a handler: the body decoded as In, the
+// acting admin, the path's key (named key; "" for none), and op's result
+// written as JSON with status.
+func jsonOp[In, Out any](status int, key string, op func(ctx context.Context, actor, key string, in In) (Out, error)) adminHandler {
+	return func(w http.ResponseWriter, r *http.Request, p *principal) error {
+		var in In
+		if err := decodeJSON(w, r, &in); err != nil {
+			return err
+		}
+		out, err := op(r.Context(), p.user.Username, pathKey(r, key), in)
+		if err != nil {
+			return err
+		}
+		writeJSON(w, status, out)
+		return nil
+	}
+}
+
+// deleteOp makes an admin delete a handler that answers 204.
+func deleteOp(key string, op func(ctx context.Context, actor, key string) error) adminHandler {
+	return func(w http.ResponseWriter, r *http.Request, p *principal) error {
+		if err := op(r.Context(), p.user.Username, pathKey(r, key)); err != nil {
+			return err
+		}
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	}
+}
+
+func pathKey(r *http.Request, key string) string {
+	if key == "" {
+		return ""
+	}
+	return r.PathValue(key)
+}
+
+// create adapts an operation that makes something new (no path key).
+func create[In, Out any](op func(ctx context.Context, actor string, in In) (Out, error)) func(context.Context, string, string, In) (Out, error) {
+	return func(ctx context.Context, actor, _ string, in In) (Out, error) { return op(ctx, actor, in) }
+}
+
+// environmentRequest and groupRequest are the bodies that create an
+// environment and a group; the API answers with them.
+type environmentRequest struct {
+	Name string `json:"name"`
+}
+
+type groupRequest struct {
+	Name        string `json:"name"`
+	Environment string `json:"environment"`
+}
+
+func (s *Server) createEnvironment(ctx context.Context, actor, _ string, req environmentRequest) (environmentRequest, error) {
+	return req, s.CreateEnvironment(ctx, actor, req.Name)
+}
+
+func (s *Server) createGroup(ctx context.Context, actor, _ string, req groupRequest) (groupRequest, error) {
+	return req, s.CreateGroup(ctx, actor, req.Name, req.Environment)
+}
+
 func (s *Server) listTunnels(w http.ResponseWriter, r *http.Request, p *principal) error {
 	ts, err := s.Tunnels(r.Context())
 	if err != nil {
@@ -418,40 +478,6 @@ func (s *Server) getTunnel(w http.ResponseWriter, r *http.Request, p *principal)
 	return nil
 }
 
-func (s *Server) postTunnel(w http.ResponseWriter, r *http.Request, p *principal) error {
-	var spec TunnelSpec
-	if err := decodeJSON(w, r, &spec); err != nil {
-		return err
-	}
-	spec, err := s.CreateTunnel(r.Context(), p.user.Username, spec)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusCreated, spec)
-	return nil
-}
-
-func (s *Server) putTunnel(w http.ResponseWriter, r *http.Request, p *principal) error {
-	var patch TunnelPatch
-	if err := decodeJSON(w, r, &patch); err != nil {
-		return err
-	}
-	spec, err := s.UpdateTunnel(r.Context(), p.user.Username, r.PathValue("context"), patch)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, spec)
-	return nil
-}
-
-func (s *Server) deleteTunnel(w http.ResponseWriter, r *http.Request, p *principal) error {
-	if err := s.DeleteTunnel(r.Context(), p.user.Username, r.PathValue("context")); err != nil {
-		return err
-	}
-	w.WriteHeader(http.StatusNoContent)
-	return nil
-}
-
 // EnvironmentInfo is an environment as the admin API shows it.
 type EnvironmentInfo struct {
 	Name      string    `json:"name"`
@@ -465,28 +491,6 @@ func (s *Server) listEnvironments(w http.ResponseWriter, r *http.Request, p *pri
 		return err
 	}
 	writeJSON(w, http.StatusOK, out)
-	return nil
-}
-
-func (s *Server) postEnvironment(w http.ResponseWriter, r *http.Request, p *principal) error {
-	var req struct {
-		Name string `json:"name"`
-	}
-	if err := decodeJSON(w, r, &req); err != nil {
-		return err
-	}
-	if err := s.CreateEnvironment(r.Context(), p.user.Username, req.Name); err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusCreated, req)
-	return nil
-}
-
-func (s *Server) deleteEnvironment(w http.ResponseWriter, r *http.Request, p *principal) error {
-	if err := s.DeleteEnvironment(r.Context(), p.user.Username, r.PathValue("name")); err != nil {
-		return err
-	}
-	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
 
@@ -504,34 +508,6 @@ func (s *Server) listGroups(w http.ResponseWriter, r *http.Request, p *principal
 		return err
 	}
 	writeJSON(w, http.StatusOK, out)
-	return nil
-}
-
-func (s *Server) postGroup(w http.ResponseWriter, r *http.Request, p *principal) error {
-	var req struct {
-		Name        string `json:"name"`
-		Environment string `json:"environment"`
-	}
-	if err := decodeJSON(w, r, &req); err != nil {
-		return err
-	}
-	if err := s.CreateGroup(r.Context(), p.user.Username, req.Name, req.Environment); err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusCreated, req)
-	return nil
-}
-
-func (s *Server) deleteGroup(w http.ResponseWriter, r *http.Request, p *principal) error {
-	ref := r.PathValue("group")
-	i := strings.LastIndexByte(ref, '@')
-	if i <= 0 || i == len(ref)-1 {
-		return errorf(http.StatusBadRequest, "name the group as Group@Environment, e.g. /api/v1/admin/groups/staff@ROOT")
-	}
-	if err := s.DeleteGroup(r.Context(), p.user.Username, ref[:i], ref[i+1:]); err != nil {
-		return err
-	}
-	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
 
@@ -554,40 +530,6 @@ func (s *Server) getUser(w http.ResponseWriter, r *http.Request, p *principal) e
 		return storeErr(err, fmt.Sprintf("user %q", r.PathValue("username")))
 	}
 	writeJSON(w, http.StatusOK, userInfo(u))
-	return nil
-}
-
-func (s *Server) postUser(w http.ResponseWriter, r *http.Request, p *principal) error {
-	var spec UserSpec
-	if err := decodeJSON(w, r, &spec); err != nil {
-		return err
-	}
-	info, err := s.CreateUser(r.Context(), p.user.Username, spec)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusCreated, info)
-	return nil
-}
-
-func (s *Server) putUser(w http.ResponseWriter, r *http.Request, p *principal) error {
-	var patch UserPatch
-	if err := decodeJSON(w, r, &patch); err != nil {
-		return err
-	}
-	info, err := s.UpdateUser(r.Context(), p.user.Username, r.PathValue("username"), patch)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, info)
-	return nil
-}
-
-func (s *Server) deleteUser(w http.ResponseWriter, r *http.Request, p *principal) error {
-	if err := s.DeleteUser(r.Context(), p.user.Username, r.PathValue("username")); err != nil {
-		return err
-	}
-	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
 

@@ -378,11 +378,10 @@ func runAdmin(ctx context.Context, noun, verb string, args []string, io IO) erro
 		if err := need(1, "NAME@ENV"); err != nil {
 			return err
 		}
-		i := strings.LastIndexByte(pos[0], '@')
-		if i <= 0 {
-			return fmt.Errorf("%w: write the group as NAME@ENV", ErrUsage)
+		if _, err := acl.ParseGroup(pos[0]); err != nil {
+			return fmt.Errorf("%w: %v", ErrUsage, err)
 		}
-		if err := s.DeleteGroup(ctx, actor, pos[0][:i], pos[0][i+1:]); err != nil {
+		if err := s.DeleteGroupNamed(ctx, actor, pos[0]); err != nil {
 			return err
 		}
 		fmt.Fprintf(out, "deleted group %s\n", pos[0])

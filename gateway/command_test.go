@@ -48,6 +48,7 @@ func TestOfflineCommands(t *testing.T) {
 		{args: []string{"tunnel", "rm", "pg"}, want: "deleted tunnel pg"},
 		{args: []string{"tunnel", "rm", "pg"}, err: "does not exist"},
 		{args: []string{"user", "rm", "alice"}, want: "deleted user alice"},
+		{args: []string{"group", "rm", "dba"}, err: `"dba" must be written Group@Environment`},
 		{args: []string{"group", "rm", "dba@Prod"}, want: "deleted group dba@Prod"},
 		{args: []string{"frobnicate"}, err: "unknown command"},
 		{args: []string{"user"}, err: "add, passwd, totp, list or rm"},

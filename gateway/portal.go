@@ -709,12 +709,7 @@ func (s *Server) deleteSubmit(what string) portalHandler {
 			err = s.DeleteUser(ctx, actor, name)
 		case "group":
 			name = r.PathValue("group")
-			i := strings.LastIndexByte(name, '@')
-			if i <= 0 {
-				err = errorf(http.StatusBadRequest, "name the group as Group@Environment")
-			} else {
-				err = s.DeleteGroup(ctx, actor, name[:i], name[i+1:])
-			}
+			err = s.DeleteGroupNamed(ctx, actor, name)
 		default:
 			name = r.PathValue("name")
 			err = s.DeleteEnvironment(ctx, actor, name)

@@ -389,6 +389,15 @@ func (s *Server) CreateGroup(ctx context.Context, actor, name, env string) error
 	return nil
 }
 
+// DeleteGroupNamed is DeleteGroup with the group written Group@Environment.
+func (s *Server) DeleteGroupNamed(ctx context.Context, actor, ref string) error {
+	g, err := acl.ParseGroup(ref)
+	if err != nil {
+		return &Error{Status: http.StatusBadRequest, Msg: err.Error() + ", e.g. staff@ROOT"}
+	}
+	return s.DeleteGroup(ctx, actor, g.Name, g.Env)
+}
+
 // DeleteGroup removes a group that no tunnel names; its members lose it,
 // so their tickets are revoked and their tunnels re-checked.
 func (s *Server) DeleteGroup(ctx context.Context, actor, name, env string) error {
