@@ -137,8 +137,11 @@ func (s *Server) csrfToken(session string) string {
 	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
 
-// portalHandler is a portal page handler with its signed-in user.
-type portalHandler func(w http.ResponseWriter, r *http.Request, p *principal, pg page)
+// portalHandler is a portal page handler with its signed-in user. An
+// error it returns is answered by the portal's one error writer
+// (portalFail): logged when it is the gateway's fault, with Retry-After
+// when it says when to come back.
+type portalHandler func(w http.ResponseWriter, r *http.Request, p *principal, pg page) error
 
 // portal wraps a page: it needs a signed-in user (else the sign-in page),
 // an administrator when admin is set (else 403), and a valid CSRF token on
@@ -169,8 +172,23 @@ func (s *Server) portal(admin bool, h portalHandler) http.HandlerFunc {
 				return
 			}
 		}
-		h(w, r, p, pg)
+		if err := h(w, r, p, pg); err != nil {
+			s.portalFail(w, r, &pg, err)
+		}
 	}
+}
+
+// portalFail answers a page whose handler failed with err: the error page
+// with the status err carries (500 for an error that is not an *Error),
+// Retry-After, and a log line for the gateway's own faults (portalError).
+func (s *Server) portalFail(w http.ResponseWriter, r *http.Request, pg *page, err error) {
+	var he *Error
+	if !errors.As(err, &he) {
+		he = internal(err)
+	}
+	setRetryAfter(w, he)
+	_, msg := s.portalError(r, he)
+	s.errorPage(w, r, pg, he.Status, http.StatusText(he.Status), msg)
 }
 
 func (s *Server) errorPage(w http.ResponseWriter, r *http.Request, pg *page, status int, heading, msg string) {
@@ -182,9 +200,14 @@ func (s *Server) errorPage(w http.ResponseWriter, r *http.Request, pg *page, sta
 	s.render(w, r, status, "error", *pg)
 }
 
-// portalError turns an operation's error into (field reasons, message).
-func portalError(err error) (map[string]string, string) {
+// portalError turns an operation's error into (field reasons, message)
+// for a page; an error that is the gateway's fault (5xx, or not an
+// *Error) is logged with its cause, since the page only says "see its log".
+func (s *Server) portalError(r *http.Request, err error) (map[string]string, string) {
 	var he *Error
+	if !errors.As(err, &he) || he.Status >= 500 {
+		s.log.Error("portal operation failed", "path", r.URL.Path, "err", err)
+	}
 	if errors.As(err, &he) {
 		if he.Status >= 500 {
 			return nil, "Something went wrong on the gateway; see its log."
@@ -323,7 +346,7 @@ func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) {
 		if errors.As(err, &he) {
 			setRetryAfter(w, he)
 		}
-		_, d.Error = portalError(err)
+		_, d.Error = s.portalError(r, err)
 		if he != nil && he.Fields != nil {
 			d.Error = "Enter your user name and password."
 		}
@@ -347,12 +370,13 @@ func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, next, http.StatusSeeOther)
 }
 
-func (s *Server) logoutSubmit(w http.ResponseWriter, r *http.Request, p *principal, pg page) {
+func (s *Server) logoutSubmit(w http.ResponseWriter, r *http.Request, p *principal, pg page) error {
 	if err := s.endSession(r.Context(), p); err != nil {
 		s.log.Error("sign out", "err", err)
 	}
 	http.SetCookie(w, &http.Cookie{Name: wire.SessionCookie, Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil})
 	redirect(w, r, "/login", "You are signed out.")
+	return nil
 }
 
 // kindOf guesses the database behind a tunnel from its target port.
@@ -370,11 +394,10 @@ type myTunnel struct {
 	Examples             []connstr.Example
 }
 
-func (s *Server) myPage(w http.ResponseWriter, r *http.Request, p *principal, pg page) {
+func (s *Server) myPage(w http.ResponseWriter, r *http.Request, p *principal, pg page) error {
 	ts, err := s.st.Tunnels(r.Context())
 	if err != nil {
-		s.errorPage(w, r, &pg, http.StatusInternalServerError, "Error", "The gateway could not read its store; see its log.")
-		return
+		return internal(err)
 	}
 	var mine []myTunnel
 	for _, t := range ts {
@@ -386,6 +409,7 @@ func (s *Server) myPage(w http.ResponseWriter, r *http.Request, p *principal, pg
 	pg.Title, pg.Nav = "My tunnels", "my"
 	pg.Data = map[string]any{"Tunnels": mine}
 	s.render(w, r, http.StatusOK, "my", pg)
+	return nil
 }
 
 // accountForm is the Account page's password form after a failed try.
@@ -402,7 +426,7 @@ type accountForm struct {
 }
 
 // accountPage lets every user change their own password.
-func (s *Server) accountPage(w http.ResponseWriter, r *http.Request, p *principal, pg page) {
+func (s *Server) accountPage(w http.ResponseWriter, r *http.Request, p *principal, pg page) error {
 	pg.Title, pg.Nav = "Account", "account"
 	f := s.accountState(p)
 	status := http.StatusOK
@@ -416,14 +440,14 @@ func (s *Server) accountPage(w http.ResponseWriter, r *http.Request, p *principa
 		}
 		if err == nil {
 			redirect(w, r, "/account", "Your password was changed; your other sessions were signed out.")
-			return
+			return nil
 		}
 		status = statusOf(err, http.StatusBadRequest)
 		var he *Error
 		if errors.As(err, &he) {
 			setRetryAfter(w, he)
 		}
-		fields, msg := portalError(err)
+		fields, msg := s.portalError(r, err)
 		if fields != nil {
 			f.Fields, msg = fields, "Please correct the fields marked below."
 		}
@@ -431,17 +455,18 @@ func (s *Server) accountPage(w http.ResponseWriter, r *http.Request, p *principa
 	}
 	pg.Data = f
 	s.render(w, r, status, "account", pg)
+	return nil
 }
 
-func (s *Server) tunnelsPage(w http.ResponseWriter, r *http.Request, p *principal, pg page) {
+func (s *Server) tunnelsPage(w http.ResponseWriter, r *http.Request, p *principal, pg page) error {
 	ts, err := s.Tunnels(r.Context())
 	if err != nil {
-		s.errorPage(w, r, &pg, http.StatusInternalServerError, "Error", "The gateway could not read its store; see its log.")
-		return
+		return internal(err)
 	}
 	pg.Title, pg.Nav = "Tunnels", "tunnels"
 	pg.Data = map[string]any{"Tunnels": ts}
 	s.render(w, r, http.StatusOK, "tunnels", pg)
+	return nil
 }
 
 // preview says who the patterns admit.
@@ -473,15 +498,17 @@ func (s *Server) previewAccess(ctx context.Context, patterns string) preview {
 	return preview{Users: out}
 }
 
-func (s *Server) previewFragment(w http.ResponseWriter, r *http.Request, p *principal, pg page) {
+func (s *Server) previewFragment(w http.ResponseWriter, r *http.Request, p *principal, pg page) error {
 	var buf bytes.Buffer
 	if err := s.pages["tunnel_form"].ExecuteTemplate(&buf, "preview", s.previewAccess(r.Context(), r.URL.Query().Get("userGroups"))); err != nil {
-		http.Error(w, "internal error", http.StatusInternalServerError)
-		return
+		s.log.Error("render the access preview", "err", err)
+		http.Error(w, "internal error; see the gateway log", http.StatusInternalServerError)
+		return nil
 	}
 	portalHeaders(w.Header())
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Write(buf.Bytes())
+	return nil
 }
 
 type tunnelForm struct {
@@ -497,13 +524,12 @@ type tunnelForm struct {
 	Denied string
 }
 
-func (s *Server) tunnelFormPage(w http.ResponseWriter, r *http.Request, p *principal, pg page) {
+func (s *Server) tunnelFormPage(w http.ResponseWriter, r *http.Request, p *principal, pg page) error {
 	f := tunnelForm{Spec: TunnelSpec{UserGroups: acl.DefaultPatterns}}
 	if name := r.PathValue("context"); name != "" {
 		t, err := s.st.Tunnel(r.Context(), name)
 		if err != nil {
-			s.errorPage(w, r, &pg, http.StatusNotFound, "No such tunnel", fmt.Sprintf("There is no tunnel %q.", name))
-			return
+			return storeErr(err, fmt.Sprintf("tunnel %q", name))
 		}
 		f.Editing, f.Spec = t.Context, specOf(t)
 		if t.LocalPort > 0 {
@@ -511,6 +537,7 @@ func (s *Server) tunnelFormPage(w http.ResponseWriter, r *http.Request, p *princ
 		}
 	}
 	s.renderTunnelForm(w, r, pg, http.StatusOK, f)
+	return nil
 }
 
 func (s *Server) renderTunnelForm(w http.ResponseWriter, r *http.Request, pg page, status int, f tunnelForm) {
@@ -526,7 +553,7 @@ func (s *Server) renderTunnelForm(w http.ResponseWriter, r *http.Request, pg pag
 	s.render(w, r, status, "tunnel_form", pg)
 }
 
-func (s *Server) tunnelFormSubmit(w http.ResponseWriter, r *http.Request, p *principal, pg page) {
+func (s *Server) tunnelFormSubmit(w http.ResponseWriter, r *http.Request, p *principal, pg page) error {
 	f := tunnelForm{Editing: r.PathValue("context"), LocalPort: strings.TrimSpace(r.PostForm.Get("localPort")), Fields: map[string]string{},
 		Spec: TunnelSpec{Context: strings.TrimSpace(r.PostForm.Get("context")), SocketAddress: strings.TrimSpace(r.PostForm.Get("socketAddress")),
 			UserGroups: r.PostForm.Get("userGroups"), Description: r.PostForm.Get("description")}}
@@ -540,12 +567,12 @@ func (s *Server) tunnelFormSubmit(w http.ResponseWriter, r *http.Request, p *pri
 	if r.PostForm.Get("action") == "test" {
 		f.Test, f.TestOK = s.testDial(r.Context(), f.Spec.SocketAddress)
 		s.renderTunnelForm(w, r, pg, http.StatusOK, f)
-		return
+		return nil
 	}
 	if len(f.Fields) > 0 {
 		// Let the operation add its own reasons for the other fields.
 		_, err := s.checkTunnel(r.Context(), f.Spec)
-		if fields, _ := portalError(err); fields != nil {
+		if fields, _ := s.portalError(r, err); fields != nil {
 			for k, v := range fields {
 				if k != "localPort" {
 					f.Fields[k] = v
@@ -554,7 +581,7 @@ func (s *Server) tunnelFormSubmit(w http.ResponseWriter, r *http.Request, p *pri
 		}
 		f.Error = "Please correct the fields marked below."
 		s.renderTunnelForm(w, r, pg, http.StatusBadRequest, f)
-		return
+		return nil
 	}
 	var err error
 	if f.Editing == "" {
@@ -565,15 +592,16 @@ func (s *Server) tunnelFormSubmit(w http.ResponseWriter, r *http.Request, p *pri
 	}
 	if err != nil {
 		status := statusOf(err, http.StatusBadRequest)
-		f.Fields, f.Error = portalError(err)
+		f.Fields, f.Error = s.portalError(r, err)
 		s.renderTunnelForm(w, r, pg, status, f)
-		return
+		return nil
 	}
 	verb := "created; it works now"
 	if f.Editing != "" {
 		verb = "saved; the change applies now"
 	}
 	redirect(w, r, "/tunnels", fmt.Sprintf("Tunnel %s %s.", f.Spec.Context, verb))
+	return nil
 }
 
 // testDial asks whether the gateway reaches addr, and how fast.
@@ -608,16 +636,16 @@ type liveView struct {
 	Up, Down int64
 }
 
-func (s *Server) connectionsPage(w http.ResponseWriter, r *http.Request, p *principal, pg page) {
+func (s *Server) connectionsPage(w http.ResponseWriter, r *http.Request, p *principal, pg page) error {
 	t, err := s.st.Tunnel(r.Context(), r.PathValue("context"))
 	if err != nil {
-		s.errorPage(w, r, &pg, http.StatusNotFound, "No such tunnel", fmt.Sprintf("There is no tunnel %q.", r.PathValue("context")))
-		return
+		return storeErr(err, fmt.Sprintf("tunnel %q", r.PathValue("context")))
 	}
 	conns := s.LiveConnections(r.Context(), t.Context)
 	pg.Title, pg.Nav = "Live connections: "+t.Context, "tunnels"
 	pg.Data = map[string]any{"Tunnel": specOf(t), "Conns": conns, "Shared": s.cfg.IsPostgres()}
 	s.render(w, r, http.StatusOK, "connections", pg)
+	return nil
 }
 
 // Disconnect closes one live connection on behalf of an administrator.
@@ -633,24 +661,25 @@ func (s *Server) Disconnect(ctx context.Context, actor string, id uint64) (strin
 	return lc.context, nil
 }
 
-func (s *Server) disconnectSubmit(w http.ResponseWriter, r *http.Request, p *principal, pg page) {
+func (s *Server) disconnectSubmit(w http.ResponseWriter, r *http.Request, p *principal, pg page) error {
 	back := "/tunnels/" + url.PathEscape(r.PostForm.Get("context")) + "/connections"
 	id, err := strconv.ParseUint(r.PathValue("id"), 10, 64)
 	if err != nil {
 		redirect(w, r, back, "No such connection.")
-		return
+		return nil
 	}
 	gw := r.PostForm.Get("gateway")
 	if err := s.DisconnectAnywhere(r.Context(), p.user.Username, gw, id); err != nil {
-		_, msg := portalError(err)
+		_, msg := s.portalError(r, err)
 		redirect(w, r, back, msg)
-		return
+		return nil
 	}
 	if gw != "" && gw != s.cfg.Name {
 		redirect(w, r, back, "Gateway "+gw+" was asked to close the connection; the list shows it within a few seconds.")
-		return
+		return nil
 	}
 	redirect(w, r, back, "The connection was closed.")
+	return nil
 }
 
 type confirmData struct {
@@ -659,10 +688,11 @@ type confirmData struct {
 
 // confirmDelete asks before deleting a tunnel, user, group or environment.
 func (s *Server) confirmDelete(what string) portalHandler {
-	return func(w http.ResponseWriter, r *http.Request, p *principal, pg page) {
+	return func(w http.ResponseWriter, r *http.Request, p *principal, pg page) error {
 		d := s.deleteQuestion(r, what)
 		pg.Title, pg.Nav, pg.Data = d.Question, navOf(what), d
 		s.render(w, r, http.StatusOK, "confirm", pg)
+		return nil
 	}
 }
 
@@ -696,7 +726,7 @@ func (s *Server) deleteQuestion(r *http.Request, what string) confirmData {
 }
 
 func (s *Server) deleteSubmit(what string) portalHandler {
-	return func(w http.ResponseWriter, r *http.Request, p *principal, pg page) {
+	return func(w http.ResponseWriter, r *http.Request, p *principal, pg page) error {
 		ctx, actor := r.Context(), p.user.Username
 		var err error
 		var name string
@@ -717,20 +747,20 @@ func (s *Server) deleteSubmit(what string) portalHandler {
 		d := s.deleteQuestion(r, what)
 		if err != nil {
 			status := statusOf(err, http.StatusConflict)
-			_, d.Error = portalError(err)
+			_, d.Error = s.portalError(r, err)
 			pg.Title, pg.Nav, pg.Data = d.Question, navOf(what), d
 			s.render(w, r, status, "confirm", pg)
-			return
+			return nil
 		}
 		redirect(w, r, d.Back, fmt.Sprintf("Deleted %s %s.", what, name))
+		return nil
 	}
 }
 
-func (s *Server) usersPage(w http.ResponseWriter, r *http.Request, p *principal, pg page) {
+func (s *Server) usersPage(w http.ResponseWriter, r *http.Request, p *principal, pg page) error {
 	us, err := s.st.Users(r.Context())
 	if err != nil {
-		s.errorPage(w, r, &pg, http.StatusInternalServerError, "Error", "The gateway could not read its store; see its log.")
-		return
+		return internal(err)
 	}
 	infos := make([]UserInfo, len(us))
 	for i, u := range us {
@@ -738,6 +768,7 @@ func (s *Server) usersPage(w http.ResponseWriter, r *http.Request, p *principal,
 	}
 	pg.Title, pg.Nav, pg.Data = "Users", "users", map[string]any{"Users": infos}
 	s.render(w, r, http.StatusOK, "users", pg)
+	return nil
 }
 
 type groupChoice struct {
@@ -764,13 +795,12 @@ func (s *Server) groupChoices(ctx context.Context, checked []string) []groupChoi
 	return out
 }
 
-func (s *Server) userFormPage(w http.ResponseWriter, r *http.Request, p *principal, pg page) {
+func (s *Server) userFormPage(w http.ResponseWriter, r *http.Request, p *principal, pg page) error {
 	f := userForm{}
 	if name := r.PathValue("username"); name != "" {
 		u, err := s.st.User(r.Context(), name)
 		if err != nil {
-			s.errorPage(w, r, &pg, http.StatusNotFound, "No such user", fmt.Sprintf("There is no user %q.", name))
-			return
+			return storeErr(err, fmt.Sprintf("user %q", name))
 		}
 		info := userInfo(u)
 		f.Editing, f.Disabled = u.Username, u.Disabled
@@ -779,6 +809,7 @@ func (s *Server) userFormPage(w http.ResponseWriter, r *http.Request, p *princip
 		f.AllGroups = s.groupChoices(r.Context(), nil)
 	}
 	s.renderUserForm(w, r, pg, http.StatusOK, f)
+	return nil
 }
 
 func (s *Server) renderUserForm(w http.ResponseWriter, r *http.Request, pg page, status int, f userForm) {
@@ -792,7 +823,7 @@ func (s *Server) renderUserForm(w http.ResponseWriter, r *http.Request, pg page,
 	s.render(w, r, status, "user_form", pg)
 }
 
-func (s *Server) userFormSubmit(w http.ResponseWriter, r *http.Request, p *principal, pg page) {
+func (s *Server) userFormSubmit(w http.ResponseWriter, r *http.Request, p *principal, pg page) error {
 	groups := r.PostForm["groups"]
 	if groups == nil {
 		groups = []string{}
@@ -812,38 +843,38 @@ func (s *Server) userFormSubmit(w http.ResponseWriter, r *http.Request, p *princ
 	}
 	if err != nil {
 		status := statusOf(err, http.StatusBadRequest)
-		f.Fields, f.Error = portalError(err)
+		f.Fields, f.Error = s.portalError(r, err)
 		s.renderUserForm(w, r, pg, status, f)
-		return
+		return nil
 	}
 	name := f.Username
 	if f.Editing != "" {
 		name = f.Editing
 	}
 	redirect(w, r, "/users", fmt.Sprintf("User %s saved.", name))
+	return nil
 }
 
-func (s *Server) groupsPage(w http.ResponseWriter, r *http.Request, p *principal, pg page) {
+func (s *Server) groupsPage(w http.ResponseWriter, r *http.Request, p *principal, pg page) error {
 	data := map[string]any{"Fields": map[string]string{}}
 	status := http.StatusOK
 	if r.Method == http.MethodPost {
 		name, env := strings.TrimSpace(r.PostForm.Get("name")), r.PostForm.Get("environment")
 		if err := s.CreateGroup(r.Context(), p.user.Username, name, env); err != nil {
 			status = statusOf(err, http.StatusBadRequest)
-			fields, msg := portalError(err)
+			fields, msg := s.portalError(r, err)
 			if fields != nil {
 				data["Fields"] = fields
 			}
 			data["Error"], data["Name"], data["Environment"] = msg, name, env
 		} else {
 			redirect(w, r, "/groups", fmt.Sprintf("Group %s@%s added.", name, env))
-			return
+			return nil
 		}
 	}
 	gs, err := s.groupInfos(r.Context())
 	if err != nil {
-		s.errorPage(w, r, &pg, http.StatusInternalServerError, "Error", "The gateway could not read its store; see its log.")
-		return
+		return internal(err)
 	}
 	envs, _ := s.st.Environments(r.Context())
 	var names []string
@@ -853,6 +884,7 @@ func (s *Server) groupsPage(w http.ResponseWriter, r *http.Request, p *principal
 	data["Groups"], data["Environments"] = gs, names
 	pg.Title, pg.Nav, pg.Data = "Groups", "groups", data
 	s.render(w, r, status, "groups", pg)
+	return nil
 }
 
 // groupInfos lists groups with member counts.
@@ -899,31 +931,31 @@ func (s *Server) environmentInfos(ctx context.Context) ([]EnvironmentInfo, error
 	return out, nil
 }
 
-func (s *Server) environmentsPage(w http.ResponseWriter, r *http.Request, p *principal, pg page) {
+func (s *Server) environmentsPage(w http.ResponseWriter, r *http.Request, p *principal, pg page) error {
 	data := map[string]any{"Fields": map[string]string{}}
 	status := http.StatusOK
 	if r.Method == http.MethodPost {
 		name := strings.TrimSpace(r.PostForm.Get("name"))
 		if err := s.CreateEnvironment(r.Context(), p.user.Username, name); err != nil {
 			status = statusOf(err, http.StatusBadRequest)
-			fields, msg := portalError(err)
+			fields, msg := s.portalError(r, err)
 			if fields != nil {
 				data["Fields"] = fields
 			}
 			data["Error"], data["Name"] = msg, name
 		} else {
 			redirect(w, r, "/environments", fmt.Sprintf("Environment %s added.", name))
-			return
+			return nil
 		}
 	}
 	envs, err := s.environmentInfos(r.Context())
 	if err != nil {
-		s.errorPage(w, r, &pg, http.StatusInternalServerError, "Error", "The gateway could not read its store; see its log.")
-		return
+		return internal(err)
 	}
 	data["Environments"] = envs
 	pg.Title, pg.Nav, pg.Data = "Environments", "environments", data
 	s.render(w, r, status, "environments", pg)
+	return nil
 }
 
 // auditKinds are the event kinds the audit filter offers.
@@ -954,13 +986,12 @@ func filterQuery(f store.EventFilter) url.Values {
 	return q
 }
 
-func (s *Server) auditPage(w http.ResponseWriter, r *http.Request, p *principal, pg page) {
+func (s *Server) auditPage(w http.ResponseWriter, r *http.Request, p *principal, pg page) error {
 	f := auditFilter(r.URL.Query())
 	f.Limit = auditPageSize + 1
 	evs, err := s.events(r.Context(), f)
 	if err != nil {
-		s.errorPage(w, r, &pg, http.StatusInternalServerError, "Error", "The gateway could not read the audit log; see its log.")
-		return
+		return internal(err)
 	}
 	// Links are built here, encoded, and marked safe: html/template would
 	// otherwise escape the '=' and '&' of a query inserted after '?'.
@@ -979,10 +1010,11 @@ func (s *Server) auditPage(w http.ResponseWriter, r *http.Request, p *principal,
 	data["Events"] = evs
 	pg.Title, pg.Nav, pg.Data = "Audit", "audit", data
 	s.render(w, r, http.StatusOK, "audit", pg)
+	return nil
 }
 
 // auditExport writes every matching event, newest first, as JSON lines.
-func (s *Server) auditExport(w http.ResponseWriter, r *http.Request, p *principal, pg page) {
+func (s *Server) auditExport(w http.ResponseWriter, r *http.Request, p *principal, pg page) error {
 	f := auditFilter(r.URL.Query())
 	f.Limit = 1000
 	w.Header().Set("Content-Type", "application/x-ndjson; charset=utf-8")
@@ -993,13 +1025,13 @@ func (s *Server) auditExport(w http.ResponseWriter, r *http.Request, p *principa
 		evs, err := s.events(r.Context(), f)
 		if err != nil {
 			s.log.Error("audit export", "err", err)
-			return
+			return nil
 		}
 		for _, e := range evs {
 			enc.Encode(e)
 		}
 		if len(evs) < f.Limit {
-			return
+			return nil
 		}
 		f.BeforeID = evs[len(evs)-1].ID
 	}

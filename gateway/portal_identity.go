@@ -45,26 +45,28 @@ func qrDataURL(url string) template.URL {
 	return template.URL("data:image/png;base64," + base64.StdEncoding.EncodeToString(buf.Bytes()))
 }
 
-func (s *Server) secondFactorBegin(w http.ResponseWriter, r *http.Request, p *principal, pg page) {
+func (s *Server) secondFactorBegin(w http.ResponseWriter, r *http.Request, p *principal, pg page) error {
 	if _, err := s.BeginSecondFactor(r.Context(), p); err != nil {
-		_, msg := portalError(err)
+		_, msg := s.portalError(r, err)
 		redirect(w, r, "/account", msg)
-		return
+		return nil
 	}
 	http.Redirect(w, r, "/account", http.StatusSeeOther)
+	return nil
 }
 
-func (s *Server) secondFactorConfirm(w http.ResponseWriter, r *http.Request, p *principal, pg page) {
+func (s *Server) secondFactorConfirm(w http.ResponseWriter, r *http.Request, p *principal, pg page) error {
 	err := s.ConfirmSecondFactor(r.Context(), p, r.PostForm.Get("code"))
 	if err == nil {
 		redirect(w, r, "/account", "Second factor on: signing in now asks for a code from your authenticator app.")
-		return
+		return nil
 	}
 	pg.Title, pg.Nav = "Account", "account"
 	f := s.accountState(p)
-	_, f.CodeError = portalError(err)
+	_, f.CodeError = s.portalError(r, err)
 	pg.Data = f
 	s.render(w, r, statusOf(err, http.StatusBadRequest), "account", pg)
+	return nil
 }
 
 type directoryPageData struct {
@@ -74,12 +76,11 @@ type directoryPageData struct {
 	Error                 string
 }
 
-func (s *Server) directoryPage(w http.ResponseWriter, r *http.Request, p *principal, pg page) {
+func (s *Server) directoryPage(w http.ResponseWriter, r *http.Request, p *principal, pg page) error {
 	ctx := r.Context()
 	info, err := s.Directory(ctx)
 	if err != nil {
-		s.errorPage(w, r, &pg, http.StatusInternalServerError, "Error", "The gateway could not read its store; see its log.")
-		return
+		return internal(err)
 	}
 	d := directoryPageData{Info: info}
 	status := http.StatusOK
@@ -93,20 +94,20 @@ func (s *Server) directoryPage(w http.ResponseWriter, r *http.Request, p *princi
 			i, err := strconv.Atoi(r.PostForm.Get("index"))
 			if err != nil || i < 0 || i >= len(ms) {
 				redirect(w, r, "/directory", "That mapping was already gone.")
-				return
+				return nil
 			}
 			ms = append(ms[:i:i], ms[i+1:]...)
 		}
 		if _, err := s.SetGroupMappings(ctx, p.user.Username, ms); err != nil {
 			status = statusOf(err, http.StatusBadRequest)
-			fields, msg := portalError(err)
+			fields, msg := s.portalError(r, err)
 			for _, v := range fields {
 				msg = v
 			}
 			d.Error = msg
 		} else {
 			redirect(w, r, "/directory", "Mappings saved: users get them at their next sign-in or re-check.")
-			return
+			return nil
 		}
 	}
 	gs, _ := s.st.Groups(ctx)
@@ -115,6 +116,7 @@ func (s *Server) directoryPage(w http.ResponseWriter, r *http.Request, p *princi
 	}
 	pg.Title, pg.Nav, pg.Data = "Directory", "directory", d
 	s.render(w, r, status, "directory", pg)
+	return nil
 }
 
 type tokensPageData struct {
@@ -125,7 +127,7 @@ type tokensPageData struct {
 	Fields                     map[string]string
 }
 
-func (s *Server) tokensPage(w http.ResponseWriter, r *http.Request, p *principal, pg page) {
+func (s *Server) tokensPage(w http.ResponseWriter, r *http.Request, p *principal, pg page) error {
 	ctx := r.Context()
 	d := tokensPageData{Fields: map[string]string{}, User: p.user.Username}
 	status := http.StatusOK
@@ -133,12 +135,12 @@ func (s *Server) tokensPage(w http.ResponseWriter, r *http.Request, p *principal
 		switch r.PostForm.Get("action") {
 		case "revoke":
 			if err := s.RevokeToken(ctx, p.user.Username, r.PostForm.Get("id")); err != nil {
-				_, msg := portalError(err)
+				_, msg := s.portalError(r, err)
 				redirect(w, r, "/tokens", msg)
-				return
+				return nil
 			}
 			redirect(w, r, "/tokens", "Token revoked; the tunnels it had open were closed.")
-			return
+			return nil
 		case "create":
 			d.Name, d.User, d.Tunnels = r.PostForm.Get("name"), r.PostForm.Get("user"), r.PostForm.Get("tunnels")
 			life, _ := time.ParseDuration(r.PostForm.Get("expiresIn"))
@@ -151,7 +153,7 @@ func (s *Server) tokensPage(w http.ResponseWriter, r *http.Request, p *principal
 			made, err := s.CreateToken(ctx, p.user.Username, TokenSpec{Name: d.Name, User: d.User, Tunnels: tunnels, ExpiresIn: Duration(life)})
 			if err != nil {
 				status = statusOf(err, http.StatusBadRequest)
-				fields, msg := portalError(err)
+				fields, msg := s.portalError(r, err)
 				if fields != nil {
 					d.Fields, msg = fields, "Please correct the fields marked below."
 				}
@@ -165,8 +167,7 @@ func (s *Server) tokensPage(w http.ResponseWriter, r *http.Request, p *principal
 	}
 	var err error
 	if d.Tokens, err = s.Tokens(ctx); err != nil {
-		s.errorPage(w, r, &pg, http.StatusInternalServerError, "Error", "The gateway could not read its store; see its log.")
-		return
+		return internal(err)
 	}
 	us, _ := s.st.Users(ctx)
 	for _, u := range us {
@@ -174,4 +175,5 @@ func (s *Server) tokensPage(w http.ResponseWriter, r *http.Request, p *principal
 	}
 	pg.Title, pg.Nav, pg.Data = "API tokens", "tokens", d
 	s.render(w, r, status, "tokens", pg)
+	return nil
 }

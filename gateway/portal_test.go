@@ -3,10 +3,13 @@ package gateway
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"flag"
 	"html/template"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -442,5 +445,30 @@ func TestSignInRedirectStaysOnTheSite(t *testing.T) {
 	resp.Body.Close()
 	if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusSeeOther || strings.Contains(loc, "evil") || !strings.HasPrefix(loc, "/") || strings.HasPrefix(loc, "//") {
 		t.Fatalf("redirect %d to %q", resp.StatusCode, loc)
+	}
+}
+
+// usersFail is the gateway's store with its user list failing, as a broken
+// disk would.
+type usersFail struct{ store.Store }
+
+func (usersFail) Users(context.Context) ([]store.User, error) {
+	return nil, errors.New("disk I/O error (test)")
+}
+
+// TestPortalFailuresAreLogged: a page whose store read fails answers 500
+// with the portal's error page, and the cause reaches the gateway's log
+// (the page only says "see its log").
+func TestPortalFailuresAreLogged(t *testing.T) {
+	var logs syncBuffer
+	g := startGateway(t, func(c *Config) { c.Logger = slog.New(slog.NewTextHandler(&logs, nil)) })
+	b := portalSignIn(t, g, "admin", adminPassword)
+	g.st = usersFail{g.st}
+	status, body := b.get("/users")
+	if status != http.StatusInternalServerError || !strings.Contains(body, "see its log") {
+		t.Fatalf("GET /users with a failing store: %d %q", status, body)
+	}
+	if !strings.Contains(logs.String(), "disk I/O error (test)") || !strings.Contains(logs.String(), "/users") {
+		t.Fatalf("the cause is not in the log:\n%s", logs.String())
 	}
 }
