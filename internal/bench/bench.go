@@ -658,16 +658,20 @@ func (e *env) idle(ctx context.Context) []Result {
 	wg.Wait()
 	// Every tunnel still works: one byte round trip on a sample of them.
 	broken := 0
+	var brokenErr error
 	for i := 0; i < len(conns); i += max(1, len(conns)/200) {
 		c := conns[i]
 		c.SetDeadline(time.Now().Add(10 * time.Second))
-		if _, err := c.Write([]byte{1}); err != nil {
-			broken++
-			continue
+		_, err := c.Write([]byte{1})
+		if err == nil {
+			var b [1]byte
+			_, err = io.ReadFull(c, b[:])
 		}
-		var b [1]byte
-		if _, err := io.ReadFull(c, b[:]); err != nil {
+		if err != nil {
 			broken++
+			if brokenErr == nil {
+				brokenErr = err
+			}
 		}
 		c.SetDeadline(time.Time{})
 	}
@@ -690,10 +694,14 @@ func (e *env) idle(ctx context.Context) []Result {
 	if firstErr != nil {
 		comment += "; first error: " + firstErr.Error()
 	}
+	brokenNote := ""
+	if brokenErr != nil {
+		brokenNote = " (first: " + brokenErr.Error() + ")"
+	}
 	return []Result{
 		{Name: "gateway memory per idle tunnel", Tunnel: perTunnel, Unit: "KiB", Target: "≤ 16 KiB", Pass: perTunnel > 0 && perTunnel <= 16, Comment: comment},
 		{Name: "tunnels held open at once", Tunnel: float64(held), Unit: "tunnels", Target: fmt.Sprintf("%d, 0 errors", n),
-			Pass: held == n && errs == 0 && broken == 0, Comment: fmt.Sprintf("%d errors opening, %d of a sample broken", errs, broken)},
+			Pass: held == n && errs == 0 && broken == 0, Comment: fmt.Sprintf("%d errors opening, %d of a sample broken%s", errs, broken, brokenNote)},
 	}
 }
 

@@ -200,10 +200,12 @@ func (s *session) opened(id uint32) error {
 	r := newRawStream(s, id)
 	s.streams[id] = r
 	s.mu.Unlock()
+	// The gateway's Serve takes each stream at once (it starts a
+	// goroutine); waiting here briefly is the backpressure on a burst of
+	// opens, which are never refused for it.
 	select {
 	case s.accept <- r:
-	default:
-		r.close(1013, "too many connections opening at once")
+	case <-s.link.done:
 	}
 	return nil
 }
