@@ -416,8 +416,8 @@ func (l *link) sendAck(force bool) {
 		}
 		return
 	}
-	// The sender writes it: a reader (yamux, perhaps holding a stream's
-	// lock) never waits for the network.
+	// The sender writes it: the session's reader never waits for the
+	// network.
 	l.ackDue = true
 	l.kick()
 }
