@@ -433,6 +433,62 @@ func pathKey(r *http.Request, key string) string {
 	return r.PathValue(key)
 }
 
+// readOp makes a read of the admin API a handler: op's result for the
+// path's key (named key; "" for none) written as JSON.
+func readOp[Out any](key string, op func(ctx context.Context, key string) (Out, error)) adminHandler {
+	return func(w http.ResponseWriter, r *http.Request, p *principal) error {
+		out, err := op(r.Context(), pathKey(r, key))
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, out)
+		return nil
+	}
+}
+
+// The admin API's reads, for readOp.
+
+func (s *Server) tunnelList(ctx context.Context, _ string) ([]TunnelInfo, error) {
+	ts, err := s.Tunnels(ctx)
+	if ts == nil {
+		ts = []TunnelInfo{} // [] rather than null
+	}
+	return ts, err
+}
+
+func (s *Server) tunnelSpec(ctx context.Context, name string) (TunnelSpec, error) {
+	t, err := s.st.Tunnel(ctx, name)
+	if err != nil {
+		return TunnelSpec{}, storeErr(err, fmt.Sprintf("tunnel %q", name))
+	}
+	return specOf(t), nil
+}
+
+func (s *Server) userList(ctx context.Context, _ string) ([]UserInfo, error) {
+	us, err := s.st.Users(ctx)
+	if err != nil {
+		return nil, internal(err)
+	}
+	out := make([]UserInfo, len(us))
+	for i, u := range us {
+		out[i] = userInfo(u)
+	}
+	return out, nil
+}
+
+func (s *Server) userDetail(ctx context.Context, name string) (UserInfo, error) {
+	u, err := s.st.User(ctx, name)
+	if err != nil {
+		return UserInfo{}, storeErr(err, fmt.Sprintf("user %q", name))
+	}
+	return userInfo(u), nil
+}
+
+// withoutKey adapts a read that takes no path key.
+func withoutKey[Out any](op func(ctx context.Context) (Out, error)) func(context.Context, string) (Out, error) {
+	return func(ctx context.Context, _ string) (Out, error) { return op(ctx) }
+}
+
 // create adapts an operation that makes something new (no path key).
 func create[In, Out any](op func(ctx context.Context, actor string, in In) (Out, error)) func(context.Context, string, string, In) (Out, error) {
 	return func(ctx context.Context, actor, _ string, in In) (Out, error) { return op(ctx, actor, in) }
@@ -457,41 +513,11 @@ func (s *Server) createGroup(ctx context.Context, actor, _ string, req groupRequ
 	return req, s.CreateGroup(ctx, actor, req.Name, req.Environment)
 }
 
-func (s *Server) listTunnels(w http.ResponseWriter, r *http.Request, p *principal) error {
-	ts, err := s.Tunnels(r.Context())
-	if err != nil {
-		return err
-	}
-	if ts == nil {
-		ts = []TunnelInfo{}
-	}
-	writeJSON(w, http.StatusOK, ts)
-	return nil
-}
-
-func (s *Server) getTunnel(w http.ResponseWriter, r *http.Request, p *principal) error {
-	t, err := s.st.Tunnel(r.Context(), r.PathValue("context"))
-	if err != nil {
-		return storeErr(err, fmt.Sprintf("tunnel %q", r.PathValue("context")))
-	}
-	writeJSON(w, http.StatusOK, specOf(t))
-	return nil
-}
-
 // EnvironmentInfo is an environment as the admin API shows it.
 type EnvironmentInfo struct {
 	Name      string    `json:"name"`
 	Groups    int       `json:"groups"`
 	CreatedAt time.Time `json:"createdAt"`
-}
-
-func (s *Server) listEnvironments(w http.ResponseWriter, r *http.Request, p *principal) error {
-	out, err := s.environmentInfos(r.Context())
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, out)
-	return nil
 }
 
 // GroupInfo is a group as the admin API shows it.
@@ -500,37 +526,6 @@ type GroupInfo struct {
 	Environment string    `json:"environment"`
 	Members     int       `json:"members"`
 	CreatedAt   time.Time `json:"createdAt"`
-}
-
-func (s *Server) listGroups(w http.ResponseWriter, r *http.Request, p *principal) error {
-	out, err := s.groupInfos(r.Context())
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, out)
-	return nil
-}
-
-func (s *Server) listUsers(w http.ResponseWriter, r *http.Request, p *principal) error {
-	us, err := s.st.Users(r.Context())
-	if err != nil {
-		return internal(err)
-	}
-	out := make([]UserInfo, len(us))
-	for i, u := range us {
-		out[i] = userInfo(u)
-	}
-	writeJSON(w, http.StatusOK, out)
-	return nil
-}
-
-func (s *Server) getUser(w http.ResponseWriter, r *http.Request, p *principal) error {
-	u, err := s.st.User(r.Context(), r.PathValue("username"))
-	if err != nil {
-		return storeErr(err, fmt.Sprintf("user %q", r.PathValue("username")))
-	}
-	writeJSON(w, http.StatusOK, userInfo(u))
-	return nil
 }
 
 // AuditEvent is an audit record as the admin API shows it.
