@@ -22,6 +22,9 @@ const (
 	maxQueued   = 100_000 // rows waiting before writers wait
 	retryMax    = 5 * time.Second
 	stopTimeout = 10 * time.Second // how long close keeps trying
+	// gatherDelay is how long the first row after a quiet spell waits for
+	// others to share its transaction.
+	gatherDelay = 2 * time.Millisecond
 )
 
 type eventQueue struct {
@@ -93,6 +96,12 @@ func (q *eventQueue) run() {
 		if n == 0 {
 			select {
 			case <-q.wake:
+				// Rows come in bursts: let this one gather into one
+				// transaction (a commit costs far more than a row).
+				select {
+				case <-time.After(gatherDelay):
+				case <-q.stop:
+				}
 				continue
 			case <-q.stop:
 				return
