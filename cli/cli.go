@@ -4,6 +4,7 @@
 package cli
 
 import (
+	"github.com/porthole/porthole/internal/prompt"
 	"github.com/porthole/porthole/internal/version"
 
 	"bufio"
@@ -354,27 +355,24 @@ func readLine(r io.Reader) (string, error) {
 
 func (c *command) readPassword(fromStdin bool, user, gateway string) (string, error) {
 	if fromStdin {
-		line, err := bufio.NewReader(c.env.Stdin).ReadString('\n')
-		if err != nil && line == "" {
+		pw, err := prompt.Line(bufio.NewReader(c.env.Stdin))
+		if err != nil {
 			return "", fmt.Errorf("read the password from standard input: %w", err)
 		}
-		pw := strings.TrimRight(line, "\r\n")
 		if pw == "" {
 			return "", errors.New("the password on standard input is empty")
 		}
 		return pw, nil
 	}
-	f, ok := c.env.Stdin.(*os.File)
-	if !ok || !term.IsTerminal(int(f.Fd())) {
+	tty := prompt.Terminal(c.env.Stdin)
+	if tty == nil {
 		return "", fmt.Errorf("%w: no terminal to ask for the password: pipe it in with --password-stdin", ErrUsage)
 	}
-	fmt.Fprintf(c.env.Stderr, "Password for %s at %s: ", user, gateway)
-	b, err := term.ReadPassword(int(f.Fd()))
-	fmt.Fprintln(c.env.Stderr)
+	pw, err := prompt.Password(tty, c.env.Stderr, fmt.Sprintf("Password for %s at %s: ", user, gateway))
 	if err != nil {
 		return "", fmt.Errorf("read the password: %w", err)
 	}
-	return string(b), nil
+	return pw, nil
 }
 
 // passwd changes the signed-in user's password: asked on the terminal
@@ -399,24 +397,17 @@ func (c *command) passwd(ctx context.Context, args []string) error {
 		in := bufio.NewReader(c.env.Stdin)
 		lines := make([]string, 2)
 		for i := range lines {
-			line, err := in.ReadString('\n')
-			if err != nil && line == "" {
+			if lines[i], err = prompt.Line(in); err != nil {
 				return fmt.Errorf("read the %s password from standard input: %w", []string{"current", "new"}[i], err)
 			}
-			lines[i] = strings.TrimRight(line, "\r\n")
 		}
 		current, next = lines[0], lines[1]
 	} else {
-		f, ok := c.env.Stdin.(*os.File)
-		if !ok || !term.IsTerminal(int(f.Fd())) {
+		tty := prompt.Terminal(c.env.Stdin)
+		if tty == nil {
 			return fmt.Errorf("%w: no terminal to ask for the passwords: pipe them in with --password-stdin (current, then new, one per line)", ErrUsage)
 		}
-		ask := func(prompt string) (string, error) {
-			fmt.Fprint(c.env.Stderr, prompt)
-			b, err := term.ReadPassword(int(f.Fd()))
-			fmt.Fprintln(c.env.Stderr)
-			return string(b), err
-		}
+		ask := func(p string) (string, error) { return prompt.Password(tty, c.env.Stderr, p) }
 		if current, err = ask("Current password for " + t.User + ": "); err != nil {
 			return err
 		}

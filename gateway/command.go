@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"github.com/porthole/porthole/internal/prompt"
 	"github.com/porthole/porthole/internal/version"
 
 	"bufio"
@@ -15,8 +16,6 @@ import (
 	"strings"
 	"sync"
 	"text/tabwriter"
-
-	"golang.org/x/term"
 
 	"github.com/porthole/porthole/gateway/acl"
 	"github.com/porthole/porthole/gateway/store"
@@ -278,7 +277,7 @@ func runAdmin(ctx context.Context, noun, verb string, args []string, io IO) erro
 		if _, err := s.st.User(ctx, pos[0]); err != nil {
 			return storeErr(err, fmt.Sprintf("user %q", pos[0]))
 		}
-		if !passwordStdin && !isTerminal(io.Stdin) {
+		if !passwordStdin && prompt.Terminal(io.Stdin) == nil {
 			passwordStdin = true
 		}
 		pw, generated, err := readNewPassword(io, passwordStdin)
@@ -470,31 +469,22 @@ func readAllLimited(r io.Reader, n int64) ([]byte, error) {
 // it on a terminal, or generates one.
 func readNewPassword(io IO, fromStdin bool) (pw string, generated bool, err error) {
 	if fromStdin {
-		line, err := bufio.NewReader(io.Stdin).ReadString('\n')
-		if err != nil && line == "" {
+		line, err := prompt.Line(bufio.NewReader(io.Stdin))
+		if err != nil {
 			return "", false, fmt.Errorf("read password from standard input: %w", err)
 		}
-		return strings.TrimRight(line, "\r\n"), false, nil
+		return line, false, nil
 	}
-	if isTerminal(io.Stdin) {
-		f := io.Stdin.(*os.File)
-		fmt.Fprint(io.Stderr, "Password (empty to generate one): ")
-		b, err := term.ReadPassword(int(f.Fd()))
-		fmt.Fprintln(io.Stderr)
+	if tty := prompt.Terminal(io.Stdin); tty != nil {
+		pw, err := prompt.Password(tty, io.Stderr, "Password (empty to generate one): ")
 		if err != nil {
 			return "", false, err
 		}
-		if len(b) > 0 {
-			return string(b), false, nil
+		if pw != "" {
+			return pw, false, nil
 		}
 	}
 	return generatePassword(), true, nil
-}
-
-// isTerminal reports whether r is a terminal a person types at.
-func isTerminal(r io.Reader) bool {
-	f, ok := r.(*os.File)
-	return ok && term.IsTerminal(int(f.Fd()))
 }
 
 // multiFlag collects a repeated flag.
