@@ -8,15 +8,12 @@ import (
 	"strconv"
 	"strings"
 	"unicode"
+
+	"github.com/porthole/porthole/wire"
 )
 
 // Error is a refusal sent to the client as "ERR <Code> <Desc>".
-type Error struct {
-	Code int
-	Desc string
-}
-
-func (e *Error) Error() string { return fmt.Sprintf("%d %s", e.Code, e.Desc) }
+type Error = wire.LaunchError
 
 // Plan is what a path resolves to: the rule and, for CreateProcess, the
 // expanded program, environment and requirement.
@@ -47,15 +44,15 @@ func unsafeValue(v string) string {
 // with listenPort. It returns an *Error for every refusal.
 func (s *Server) resolve(path string, listenPort string) (*Plan, error) {
 	if path == "" || path[0] != '/' {
-		return nil, &Error{400, "the first line must be a path starting with /"}
+		return nil, &Error{Code: 400, Desc: "the first line must be a path starting with /"}
 	}
 	if why := unsafeValue(path); why != "" {
-		return nil, &Error{400, "the path may not contain " + why}
+		return nil, &Error{Code: 400, Desc: "the path may not contain " + why}
 	}
 	rs := s.rules.Load()
 	r, groups := rs.Match(path)
 	if r == nil {
-		return nil, &Error{404, "no rule matches " + path}
+		return nil, &Error{Code: 404, Desc: "no rule matches " + path}
 	}
 	p := &Plan{Rule: r, Groups: groups}
 	if r.Action.Type == Reject {
@@ -63,7 +60,7 @@ func (s *Server) resolve(path string, listenPort string) (*Plan, error) {
 	}
 	for name, v := range groups {
 		if why := unsafeValue(v); why != "" {
-			return nil, &Error{400, fmt.Sprintf("the path's %s may not contain %s", name, why)}
+			return nil, &Error{Code: 400, Desc: fmt.Sprintf("the path's %s may not contain %s", name, why)}
 		}
 	}
 	lookup := func(name string) (string, bool) {
@@ -91,7 +88,7 @@ func (s *Server) resolve(path string, listenPort string) (*Plan, error) {
 	expand := func(what, v string) (string, error) {
 		out, err := Expand(v, lookup)
 		if err != nil {
-			return "", &Error{500, fmt.Sprintf("rule %q (%s): %s: %v", r.Name, r.File, what, err)}
+			return "", &Error{Code: 500, Desc: fmt.Sprintf("rule %q (%s): %s: %v", r.Name, r.File, what, err)}
 		}
 		return out, nil
 	}
@@ -135,7 +132,7 @@ func (s *Server) insideImageFolder(p *Plan) error {
 		}
 		clean := slash(v)
 		if clean != root && !strings.HasPrefix(clean, root+"/") {
-			return &Error{400, "the path leads outside the image folder"}
+			return &Error{Code: 400, Desc: "the path leads outside the image folder"}
 		}
 	}
 	return nil
@@ -148,9 +145,9 @@ func checkRequires(p *Plan) error {
 	}
 	if _, err := os.Stat(p.Requires); err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return &Error{424, fmt.Sprintf("%s is not installed here (%s is missing)", p.Rule.Name, p.Requires)}
+			return &Error{Code: 424, Desc: fmt.Sprintf("%s is not installed here (%s is missing)", p.Rule.Name, p.Requires)}
 		}
-		return &Error{424, fmt.Sprintf("cannot check %s: %v", p.Requires, err)}
+		return &Error{Code: 424, Desc: fmt.Sprintf("cannot check %s: %v", p.Requires, err)}
 	}
 	return nil
 }

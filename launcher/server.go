@@ -214,10 +214,10 @@ func readLine(c net.Conn) (string, error) {
 		if _, err := c.Read(b); err != nil {
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
-				return "", &Error{400, fmt.Sprintf("no path line within %s", lineTimeout)}
+				return "", &Error{Code: 400, Desc: fmt.Sprintf("no path line within %s", lineTimeout)}
 			}
 			if errors.Is(err, io.EOF) && len(line) > 0 {
-				return "", &Error{400, "the path line must end with a newline"}
+				return "", &Error{Code: 400, Desc: "the path line must end with a newline"}
 			}
 			return "", err
 		}
@@ -226,7 +226,7 @@ func readLine(c net.Conn) (string, error) {
 		}
 		line = append(line, b[0])
 		if len(line) > maxLine {
-			return "", &Error{400, fmt.Sprintf("the path line is longer than %d bytes", maxLine)}
+			return "", &Error{Code: 400, Desc: fmt.Sprintf("the path line is longer than %d bytes", maxLine)}
 		}
 	}
 }
@@ -235,7 +235,7 @@ func readLine(c net.Conn) (string, error) {
 func (s *Server) refuse(c net.Conn, log *slog.Logger, e *Error) {
 	log.Info("rejected", "code", e.Code, "reason", e.Desc)
 	c.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	fmt.Fprintf(c, "ERR %d %s\n", e.Code, e.Desc)
+	io.WriteString(c, e.Line())
 }
 
 func (s *Server) handle(ctx context.Context, c net.Conn) {
@@ -252,14 +252,14 @@ func (s *Server) handle(ctx context.Context, c net.Conn) {
 	log = log.With("path", path)
 	port, err := freePort(s.cfg.ListenAddress)
 	if err != nil {
-		s.refuse(c, log, &Error{500, "no free port for the process: " + err.Error()})
+		s.refuse(c, log, &Error{Code: 500, Desc: "no free port for the process: " + err.Error()})
 		return
 	}
 	plan, err := s.resolve(path, strconv.Itoa(port))
 	if err != nil {
 		var le *Error
 		if !errors.As(err, &le) {
-			le = &Error{500, err.Error()}
+			le = &Error{Code: 500, Desc: err.Error()}
 		}
 		s.refuse(c, log, le)
 		return
@@ -267,7 +267,7 @@ func (s *Server) handle(ctx context.Context, c net.Conn) {
 	r := plan.Rule
 	log = log.With("rule", r.Name, "file", r.File)
 	if r.Action.Type == Reject {
-		s.refuse(c, log, &Error{r.Reject.ErrorCode, r.Reject.ErrorDesc})
+		s.refuse(c, log, &Error{Code: r.Reject.ErrorCode, Desc: r.Reject.ErrorDesc})
 		return
 	}
 	if err := checkRequires(plan); err != nil {
@@ -278,12 +278,12 @@ func (s *Server) handle(ctx context.Context, c net.Conn) {
 	case s.slots <- struct{}{}:
 		defer func() { <-s.slots }()
 	default:
-		s.refuse(c, log, &Error{503, fmt.Sprintf("too busy: %d processes are running, the most this launcher allows", s.cfg.MaxProcesses)})
+		s.refuse(c, log, &Error{Code: 503, Desc: fmt.Sprintf("too busy: %d processes are running, the most this launcher allows", s.cfg.MaxProcesses)})
 		return
 	}
 	// Programs' children count too (where the system tells).
 	if n := countMarked(s.id + "."); n >= s.cfg.MaxProcesses {
-		s.refuse(c, log, &Error{503, fmt.Sprintf("too busy: %d processes (programs and their children) are running, the most this launcher allows is %d", n, s.cfg.MaxProcesses)})
+		s.refuse(c, log, &Error{Code: 503, Desc: fmt.Sprintf("too busy: %d processes (programs and their children) are running, the most this launcher allows is %d", n, s.cfg.MaxProcesses)})
 		return
 	}
 	s.run(ctx, c, log, plan, port)
@@ -316,7 +316,7 @@ func (s *Server) run(ctx context.Context, c net.Conn, log *slog.Logger, plan *Pl
 	errw := &logWriter{log: log, stream: "stderr"}
 	cmd.Stdout, cmd.Stderr = out, errw
 	if err := cmd.Start(); err != nil {
-		s.refuse(c, log, &Error{500, fmt.Sprintf("could not start %s: %v", plan.Argv[0], errors.Unwrap(err))})
+		s.refuse(c, log, &Error{Code: 500, Desc: fmt.Sprintf("could not start %s: %v", plan.Argv[0], errors.Unwrap(err))})
 		return
 	}
 	started(cmd.Process)
@@ -348,7 +348,7 @@ func (s *Server) run(ctx context.Context, c net.Conn, log *slog.Logger, plan *Pl
 		}
 		return
 	}
-	if _, err := io.WriteString(c, "OK\n"); err != nil {
+	if _, err := io.WriteString(c, wire.LaunchOK); err != nil {
 		upstream.Close()
 		return
 	}
@@ -391,13 +391,13 @@ func (s *Server) waitListening(ctx context.Context, port int, done <-chan struct
 		}
 		select {
 		case <-done:
-			return nil, &Error{500, "the process exited before it listened (" + exitText(*status) + ")"}
+			return nil, &Error{Code: 500, Desc: "the process exited before it listened (" + exitText(*status) + ")"}
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		case <-time.After(25 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			return nil, &Error{504, fmt.Sprintf("the process did not listen on %s within %s", addr, time.Duration(s.cfg.StartTimeout))}
+			return nil, &Error{Code: 504, Desc: fmt.Sprintf("the process did not listen on %s within %s", addr, time.Duration(s.cfg.StartTimeout))}
 		}
 	}
 }

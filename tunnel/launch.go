@@ -7,20 +7,14 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
+
+	"github.com/porthole/porthole/wire"
 )
 
 // LaunchError is a launcher's refusal: "ERR <Code> <Desc>".
-type LaunchError struct {
-	Code int
-	Desc string
-}
-
-func (e *LaunchError) Error() string {
-	return fmt.Sprintf("the launcher refused: %d %s", e.Code, e.Desc)
-}
+type LaunchError = wire.LaunchError
 
 // LaunchHandshake sends path as the first line on c and reads the
 // launcher's answer: nil after "OK", a *LaunchError after "ERR". It reads
@@ -48,18 +42,7 @@ func LaunchHandshake(c net.Conn, path string, timeout time.Duration) error {
 			continue // a message boundary on a tunnel stream
 		}
 		if b[0] == '\n' {
-			ans := strings.TrimSuffix(string(line), "\r")
-			if ans == "OK" {
-				return nil
-			}
-			if rest, ok := strings.CutPrefix(ans, "ERR "); ok {
-				codeText, desc, _ := strings.Cut(rest, " ")
-				code, err := strconv.Atoi(codeText)
-				if err == nil {
-					return &LaunchError{Code: code, Desc: desc}
-				}
-			}
-			return fmt.Errorf("the launcher answered %q, which is neither OK nor ERR", ans)
+			return wire.ParseLaunchAnswer(string(line))
 		}
 		line = append(line, b[0])
 	}
