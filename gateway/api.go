@@ -32,20 +32,9 @@ func clientAddr(r *http.Request) string {
 }
 
 // LoginResponse is the answer to a successful sign-in or renewal.
-type LoginResponse struct {
-	Ticket    string    `json:"ticket"`
-	ExpiresAt time.Time `json:"expiresAt"`
-	User      string    `json:"user"`
-	Groups    []string  `json:"groups"`
-	Admin     bool      `json:"admin"`
-}
+type LoginResponse = wire.Ticket
 
-type loginRequest struct {
-	Username string `json:"username"`
-	Password string `json:"password"`
-	// OTP is the second-factor code, for accounts that have one.
-	OTP string `json:"otp,omitempty"`
-}
+type loginRequest = wire.LoginRequest
 
 // dummyHash is compared against when the user does not exist, so the
 // answer takes as long as for a wrong password.
@@ -237,12 +226,7 @@ func (s *Server) endSession(ctx context.Context, p *principal) error {
 }
 
 // MeResponse describes the signed-in user.
-type MeResponse struct {
-	User      string    `json:"user"`
-	Groups    []string  `json:"groups"`
-	Admin     bool      `json:"admin"`
-	ExpiresAt time.Time `json:"expiresAt"`
-}
+type MeResponse = wire.Me
 
 func (s *Server) me(w http.ResponseWriter, r *http.Request) error {
 	p, err := s.authenticate(r)
@@ -255,17 +239,7 @@ func (s *Server) me(w http.ResponseWriter, r *http.Request) error {
 
 // UserTunnel is a tunnel as its users see it; administrators also get the
 // target and the patterns.
-type UserTunnel struct {
-	Context     string `json:"context"`
-	LocalPort   int    `json:"localPort,omitempty"`
-	Description string `json:"description,omitempty"`
-	// Kind guesses the database behind it from the target's port
-	// ("mysql", "postgresql", "sqlserver", "oracle" or empty), so clients
-	// can offer the right connection strings without seeing the target.
-	Kind          string `json:"kind,omitempty"`
-	SocketAddress string `json:"socketAddress,omitempty"`
-	UserGroups    string `json:"userGroups,omitempty"`
-}
+type UserTunnel = wire.UserTunnel
 
 func (s *Server) userTunnel(p *principal, t store.Tunnel) UserTunnel {
 	ut := UserTunnel{Context: t.Context, LocalPort: t.LocalPort, Description: t.Description, Kind: string(kindOf(t))}
@@ -328,11 +302,7 @@ func (s *Server) changePassword(w http.ResponseWriter, r *http.Request) error {
 }
 
 // TargetCheck says whether the gateway reaches a tunnel's target now.
-type TargetCheck struct {
-	Reachable bool `json:"reachable"`
-	// Message says how fast, or why not, without the target's address.
-	Message string `json:"message"`
-}
+type TargetCheck = wire.TargetCheck
 
 // checkTarget dials a tunnel's target for a user who may use the tunnel,
 // so a client can say at once that a database is down instead of letting

@@ -630,10 +630,7 @@ func (s *Server) revokeUserExcept(ctx context.Context, username, keep, reason st
 }
 
 // PasswordChange is a user's change of their own password.
-type PasswordChange struct {
-	CurrentPassword string `json:"currentPassword"`
-	NewPassword     string `json:"newPassword"`
-}
+type PasswordChange = wire.PasswordChange
 
 // ChangeOwnPassword lets a signed-in user change their password, proving
 // the current one (a wrong one counts as a failed sign-in for the rate

@@ -77,31 +77,13 @@ func (e *APIError) Is(target error) bool {
 }
 
 // Ticket is what a sign-in returns.
-type Ticket struct {
-	Ticket    string    `json:"ticket"`
-	ExpiresAt time.Time `json:"expiresAt"`
-	User      string    `json:"user"`
-	Groups    []string  `json:"groups"`
-	Admin     bool      `json:"admin"`
-}
+type Ticket = wire.Ticket
 
 // TunnelInfo is a tunnel the user may use.
-type TunnelInfo struct {
-	Context       string `json:"context"`
-	LocalPort     int    `json:"localPort,omitempty"`
-	Description   string `json:"description,omitempty"`
-	Kind          string `json:"kind,omitempty"`          // the database, guessed by the gateway: "mysql", "postgresql", ...
-	SocketAddress string `json:"socketAddress,omitempty"` // administrators only
-	UserGroups    string `json:"userGroups,omitempty"`    // administrators only
-}
+type TunnelInfo = wire.UserTunnel
 
 // Me is the signed-in user.
-type Me struct {
-	User      string    `json:"user"`
-	Groups    []string  `json:"groups"`
-	Admin     bool      `json:"admin"`
-	ExpiresAt time.Time `json:"expiresAt"`
-}
+type Me = wire.Me
 
 // ClientOptions configure a Client. The zero value means defaults.
 type ClientOptions struct {
@@ -344,10 +326,7 @@ func (c *Client) Login(ctx context.Context, user, password string) (Ticket, erro
 // An account that needs one answers an *APIError whose NeedsCode is true.
 func (c *Client) LoginWithCode(ctx context.Context, user, password, code string) (Ticket, error) {
 	var t Ticket
-	req := map[string]string{"username": user, "password": password}
-	if code != "" {
-		req["otp"] = code
-	}
+	req := wire.LoginRequest{Username: user, Password: password, OTP: code}
 	if err := c.do(ctx, http.MethodPost, "/api/v1/login", req, &t); err != nil {
 		return t, err
 	}
@@ -454,14 +433,11 @@ func (c *Client) Tunnel(ctx context.Context, name string) (TunnelInfo, error) {
 // ChangePassword changes the signed-in user's own password. The ticket in
 // use stays valid; the user's other sessions are signed out.
 func (c *Client) ChangePassword(ctx context.Context, current, newPassword string) error {
-	return c.do(ctx, http.MethodPost, "/api/v1/password", map[string]string{"currentPassword": current, "newPassword": newPassword}, nil)
+	return c.do(ctx, http.MethodPost, "/api/v1/password", wire.PasswordChange{CurrentPassword: current, NewPassword: newPassword}, nil)
 }
 
 // TargetCheck says whether the gateway reaches a tunnel's target.
-type TargetCheck struct {
-	Reachable bool   `json:"reachable"`
-	Message   string `json:"message"` // "Reachable in 0.4 ms." or why not
-}
+type TargetCheck = wire.TargetCheck
 
 // CheckTarget asks the gateway whether it reaches the tunnel's target now.
 func (c *Client) CheckTarget(ctx context.Context, name string) (TargetCheck, error) {
