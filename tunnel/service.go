@@ -539,6 +539,15 @@ func (s *Service) open(ctx context.Context, name string, port int) (int, error) 
 		usual = true
 	}
 	f, err := mgr.Start(ctx, info.Context, net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	got := 0
+	if err == nil {
+		got = f.Addr().(*net.TCPAddr).Port
+		if usual && port == 0 {
+			// Kept before anyone hears the tunnel is open, so the port
+			// shown is already the one saved.
+			s.setTunnelSettings(info.Context, func(ts *TunnelSettings) { ts.LocalPort = got })
+		}
+	}
 	s.mu.Lock()
 	if err != nil {
 		s.failed[strings.ToLower(info.Context)] = err.Error()
@@ -549,10 +558,6 @@ func (s *Service) open(ctx context.Context, name string, port int) (int, error) 
 	s.changed()
 	if err != nil {
 		return 0, err
-	}
-	got := f.Addr().(*net.TCPAddr).Port
-	if usual && port == 0 {
-		s.setTunnelSettings(info.Context, func(ts *TunnelSettings) { ts.LocalPort = got })
 	}
 	return got, nil
 }
