@@ -56,8 +56,7 @@ type rawStream struct {
 	sinkBusy bool
 	sinkErr  error
 
-	rdl, wdl     time.Time
-	rtimer, wtim *time.Timer
+	rdl, wdl deadline
 }
 
 func newRawStream(s *session, id uint32) *rawStream {
@@ -82,7 +81,7 @@ func (r *rawStream) readErr() error {
 		return io.EOF
 	case r.sessErr != nil:
 		return r.sessErr
-	case !r.rdl.IsZero() && !time.Now().Before(r.rdl):
+	case r.rdl.passed():
 		return os.ErrDeadlineExceeded
 	}
 	return nil
@@ -99,7 +98,7 @@ func (r *rawStream) writeErr() error {
 		return net.ErrClosed // the peer takes no more
 	case r.sessErr != nil:
 		return r.sessErr
-	case !r.wdl.IsZero() && !time.Now().Before(r.wdl):
+	case r.wdl.passed():
 		return os.ErrDeadlineExceeded
 	}
 	return nil
@@ -347,20 +346,24 @@ func (r *rawStream) sessionEnded(err error) {
 	r.mu.Unlock()
 }
 
-// SetReadDeadline and SetWriteDeadline bound waits for data and window.
-func (r *rawStream) SetReadDeadline(t time.Time) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.rdl = t
-	r.rtimer = r.wake(r.rtimer, t)
-	return nil
+// deadline is a read or write deadline and the timer that wakes waiters
+// when it passes.
+type deadline struct {
+	at    time.Time
+	timer *time.Timer
 }
 
-func (r *rawStream) SetWriteDeadline(t time.Time) error {
+func (d *deadline) passed() bool { return !d.at.IsZero() && !time.Now().Before(d.at) }
+
+// SetReadDeadline and SetWriteDeadline bound waits for data and window.
+func (r *rawStream) SetReadDeadline(t time.Time) error  { return r.setDeadline(&r.rdl, t) }
+func (r *rawStream) SetWriteDeadline(t time.Time) error { return r.setDeadline(&r.wdl, t) }
+
+func (r *rawStream) setDeadline(d *deadline, t time.Time) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.wdl = t
-	r.wtim = r.wake(r.wtim, t)
+	d.at = t
+	d.timer = r.wake(d.timer, t)
 	return nil
 }
 
@@ -381,10 +384,9 @@ func (r *rawStream) wake(tm *time.Timer, t time.Time) *time.Timer {
 }
 
 func (r *rawStream) stopTimers() {
-	if r.rtimer != nil {
-		r.rtimer.Stop()
-	}
-	if r.wtim != nil {
-		r.wtim.Stop()
+	for _, d := range []*deadline{&r.rdl, &r.wdl} {
+		if d.timer != nil {
+			d.timer.Stop()
+		}
 	}
 }
