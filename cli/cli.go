@@ -279,7 +279,10 @@ func (c *command) login(ctx context.Context, args []string) error {
 	var t tunnel.Ticket
 	switch {
 	case *tokenStdin:
-		token, rerr := readLine(c.env.Stdin)
+		token, rerr := prompt.Line(bufio.NewReader(c.env.Stdin))
+		if token = strings.TrimSpace(token); rerr == nil && token == "" {
+			rerr = errors.New("the line is empty")
+		}
 		if rerr != nil {
 			return fmt.Errorf("read the API token from standard input: %w", rerr)
 		}
@@ -333,24 +336,11 @@ func (c *command) passwordLogin(ctx context.Context, client *tunnel.Client, user
 		return t, fmt.Errorf("%s has a second factor: pass the code from the authenticator app with --otp CODE", user)
 	}
 	fmt.Fprintf(c.env.Stderr, "Code from your authenticator app: ")
-	code, err := bufio.NewReader(f).ReadString('\n')
-	if err != nil && code == "" {
+	code, err := prompt.Line(bufio.NewReader(f))
+	if err != nil {
 		return t, fmt.Errorf("read the code: %w", err)
 	}
 	return client.LoginWithCode(ctx, user, pw, strings.TrimSpace(code))
-}
-
-// readLine reads one non-empty line.
-func readLine(r io.Reader) (string, error) {
-	line, err := bufio.NewReader(r).ReadString('\n')
-	if err != nil && line == "" {
-		return "", err
-	}
-	line = strings.TrimSpace(line)
-	if line == "" {
-		return "", errors.New("the line is empty")
-	}
-	return line, nil
 }
 
 func (c *command) readPassword(fromStdin bool, user, gateway string) (string, error) {
