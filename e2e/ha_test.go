@@ -251,17 +251,19 @@ func TestSessionsBehindHAProxy(t *testing.T) {
 	if n := client.Session().Resumes(); n != 1 {
 		t.Fatalf("the session resumed %d times, want 1", n)
 	}
+	// The gateway logs the resume once the new WebSocket carries the
+	// session, so the bytes above may have crossed before the line is out.
 	holder := -1
-	for i, g := range gws {
-		if strings.Contains(g.out.text(), "tunnel session resumed") {
-			if !strings.Contains(g.out.text(), "tunnel session started") {
-				t.Fatalf("g%d resumed a session another gateway started", i+1)
+	waitUntil(t, "a gateway saying it resumed the session", func() bool {
+		for i, g := range gws {
+			if strings.Contains(g.out.text(), "tunnel session resumed") {
+				holder = i
 			}
-			holder = i
 		}
-	}
-	if holder < 0 {
-		t.Fatal("no gateway says it resumed the session")
+		return holder >= 0
+	})
+	if !strings.Contains(gws[holder].out.text(), "tunnel session started") {
+		t.Fatalf("g%d resumed a session another gateway started", holder+1)
 	}
 
 	// The holding gateway dies under an open connection.

@@ -147,11 +147,13 @@ func (c *Client) lost() {
 				return
 			}
 			c.reconnecting.Store(false)
+			// Counted before the link carries bytes again, so whoever sees
+			// them arrive also sees the resume.
+			c.resumes.Add(1)
 			if err := c.link.attach(ws, peer); err != nil {
 				c.link.fail(err)
 				return
 			}
-			c.resumes.Add(1)
 			c.cfg.Log.Warn("the connection to the gateway is back; every connection carried on")
 			return
 		}
