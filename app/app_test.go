@@ -16,7 +16,7 @@ import (
 	"fyne.io/fyne/v2/test"
 
 	"github.com/porthole/porthole/gateway"
-	"github.com/porthole/porthole/internal/gwtest"
+	"github.com/porthole/porthole/gateway/gatewaytest"
 	"github.com/porthole/porthole/tunnel"
 )
 
@@ -26,7 +26,7 @@ import (
 type harness struct {
 	t        *testing.T
 	app      fyne.App
-	gw       *gwtest.Gateway
+	gw       *gatewaytest.Gateway
 	svc      *tunnel.Service
 	ui       *UI
 	q        chan func()
@@ -42,7 +42,7 @@ type fakeAutostart struct{ on bool }
 func (f *fakeAutostart) Enabled() bool     { return f.on }
 func (f *fakeAutostart) Set(on bool) error { f.on = on; return nil }
 
-func newHarness(t *testing.T, gw *gwtest.Gateway, dir string) *harness {
+func newHarness(t *testing.T, gw *gatewaytest.Gateway, dir string) *harness {
 	t.Helper()
 	h := &harness{t: t, app: test.NewTempApp(t), gw: gw, q: make(chan func(), 1024), quit: make(chan struct{}),
 		settings: filepath.Join(dir, "settings.json"), tickets: &tunnel.FileStore{Path: filepath.Join(dir, "tickets.json")}, auto: &fakeAutostart{},
@@ -101,9 +101,9 @@ func (h *harness) row(name string) *tunnelRow {
 	return r
 }
 
-func setup(t *testing.T) (*gwtest.Gateway, string) {
-	gw := gwtest.Start(t)
-	if _, err := gw.CreateTunnel(t.Context(), "test", gateway.TunnelSpec{Context: "echo", SocketAddress: gwtest.UpperAfterEOF(t), Description: "upper-casing echo"}); err != nil {
+func setup(t *testing.T) (*gatewaytest.Gateway, string) {
+	gw := gatewaytest.Start(t)
+	if _, err := gw.CreateTunnel(t.Context(), "test", gateway.TunnelSpec{Context: "echo", SocketAddress: gatewaytest.UpperAfterEOF(t), Description: "upper-casing echo"}); err != nil {
 		t.Fatal(err)
 	}
 	return gw, t.TempDir()
@@ -135,7 +135,7 @@ func TestSignInToggleAndBytes(t *testing.T) {
 	h.signIn(gw.URL, "admin", "wrong-password")
 	h.pump("the wrong-password message", func() bool { return h.ui.signIn.errLabel.Text == "Wrong user name or password." })
 
-	h.signIn(gw.URL, "admin", gwtest.AdminPassword)
+	h.signIn(gw.URL, "admin", gatewaytest.AdminPassword)
 	h.pump("the tunnel list", h.onTunnels)
 	if !strings.Contains(h.ui.tunnels.who.Text, "Signed in as admin") {
 		t.Fatalf("who: %q", h.ui.tunnels.who.Text)
@@ -224,7 +224,7 @@ func TestBrokenSettingsAreShown(t *testing.T) {
 	if h.ui.signIn.gateway.Text != gw.URL || h.ui.signIn.user.Text != "admin" {
 		t.Fatalf("prefilled %q %q", h.ui.signIn.gateway.Text, h.ui.signIn.user.Text)
 	}
-	test.Type(h.ui.signIn.password, gwtest.AdminPassword)
+	test.Type(h.ui.signIn.password, gatewaytest.AdminPassword)
 	test.Tap(h.ui.signIn.button)
 	h.pump("the tunnel list", h.onTunnels)
 	if !strings.Contains(h.ui.tunnels.notice.Text, "kept as") || !h.ui.tunnels.notice.Visible() {
@@ -239,7 +239,7 @@ func TestSignInFromTheCLIIsPickedUp(t *testing.T) {
 	h := newHarness(t, gw, dir)
 	h.ui.Start()
 	h.pump("the sign-in form", func() bool { return h.ui.win.Content() == h.ui.signIn.content })
-	h.signIn(gw.URL, "admin", gwtest.AdminPassword)
+	h.signIn(gw.URL, "admin", gatewaytest.AdminPassword)
 	h.pump("the tunnel list", h.onTunnels)
 	r := h.row("echo")
 	test.Tap(r.toggle)
@@ -252,7 +252,7 @@ func TestSignInFromTheCLIIsPickedUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	// ... and the CLI signs in again, into the shared keyring.
-	fresh, err := cli.Login(t.Context(), "admin", gwtest.AdminPassword)
+	fresh, err := cli.Login(t.Context(), "admin", gatewaytest.AdminPassword)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -279,7 +279,7 @@ func TestSignInMessages(t *testing.T) {
 		h.signIn(gw.URL, "admin", "wrong-password")
 		h.pump("wrong password", func() bool { return h.ui.signIn.button.Disabled() == false && h.ui.signIn.errLabel.Text != "" })
 	}
-	h.signIn(gw.URL, "admin", gwtest.AdminPassword)
+	h.signIn(gw.URL, "admin", gatewaytest.AdminPassword)
 	h.pump("too many attempts", func() bool { return strings.HasPrefix(h.ui.signIn.errLabel.Text, "Too many failed attempts.") })
 	if !strings.Contains(explain(tunnel.ErrCertificate, "https://gw"), "CA certificate") {
 		t.Fatal("certificate message")
@@ -290,7 +290,7 @@ func TestPortInUse(t *testing.T) {
 	gw, dir := setup(t)
 	h := newHarness(t, gw, dir)
 	h.ui.Start()
-	h.signIn(gw.URL, "admin", gwtest.AdminPassword)
+	h.signIn(gw.URL, "admin", gatewaytest.AdminPassword)
 	h.pump("the tunnel list", h.onTunnels)
 	busy, _ := net.Listen("tcp", "127.0.0.1:0")
 	defer busy.Close()
@@ -327,7 +327,7 @@ func TestReSignInCompletesWaitingConnection(t *testing.T) {
 	gw, dir := setup(t)
 	h := newHarness(t, gw, dir)
 	h.ui.Start()
-	h.signIn(gw.URL, "admin", gwtest.AdminPassword)
+	h.signIn(gw.URL, "admin", gatewaytest.AdminPassword)
 	h.pump("the tunnel list", h.onTunnels)
 	r := h.row("echo")
 	test.Tap(r.toggle)
@@ -359,7 +359,7 @@ func TestReSignInCompletesWaitingConnection(t *testing.T) {
 	if !strings.Contains(h.ui.signIn.errLabel.Text, "session has ended") {
 		t.Fatalf("message %q", h.ui.signIn.errLabel.Text)
 	}
-	h.signIn(gw.URL, "admin", gwtest.AdminPassword)
+	h.signIn(gw.URL, "admin", gatewaytest.AdminPassword)
 	var got string
 	h.pump("the waiting connection", func() bool {
 		select {
@@ -379,7 +379,7 @@ func TestAutoStartAndQuit(t *testing.T) {
 	// First run: sign in and mark the tunnel auto-start.
 	h := newHarness(t, gw, dir)
 	h.ui.Start()
-	h.signIn(gw.URL, "admin", gwtest.AdminPassword)
+	h.signIn(gw.URL, "admin", gatewaytest.AdminPassword)
 	h.pump("the tunnel list", h.onTunnels)
 	test.Tap(h.row("echo").auto)
 	h.pump("auto-start saved", func() bool {
@@ -453,7 +453,7 @@ func TestFailureNotifications(t *testing.T) {
 	gw, dir := setup(t)
 	h := newHarness(t, gw, dir)
 	h.ui.Start()
-	h.signIn(gw.URL, "admin", gwtest.AdminPassword)
+	h.signIn(gw.URL, "admin", gatewaytest.AdminPassword)
 	h.pump("the tunnel list", h.onTunnels)
 	r := h.row("echo")
 	test.Tap(r.toggle)

@@ -9,8 +9,8 @@ import (
 	"github.com/pquerna/otp/totp"
 
 	"github.com/porthole/porthole/gateway"
+	"github.com/porthole/porthole/gateway/gatewaytest"
 	"github.com/porthole/porthole/internal/adtest"
-	"github.com/porthole/porthole/internal/gwtest"
 )
 
 func TestSignInWithSecondFactor(t *testing.T) {
@@ -54,7 +54,7 @@ func TestSignInWithKerberos(t *testing.T) {
 	d := adtest.Get(t)
 	user := adtest.Name("t")
 	d.AddUser(t, user, "Tray-Passw0rd!")
-	gw := gwtest.Start(t, func(c *gateway.Config) {
+	gw := gatewaytest.Start(t, func(c *gateway.Config) {
 		c.Directory = &gateway.DirectoryConfig{URL: d.URL, CAFile: d.CAFile, ServerName: "127.0.0.1", BindDN: d.BindDN,
 			BindPassword: d.BindPassword, BaseDN: d.BaseDN}
 		c.Kerberos = &gateway.KerberosConfig{Keytab: d.Keytab}

@@ -19,7 +19,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/porthole/porthole/gateway"
-	"github.com/porthole/porthole/internal/gwtest"
+	"github.com/porthole/porthole/gateway/gatewaytest"
 	"github.com/porthole/porthole/tunnel"
 )
 
@@ -33,10 +33,10 @@ func TestMain(m *testing.M) {
 
 // startGateway runs a real gateway on loopback with a tunnel "echo" to an
 // upper-casing target, and returns its URL.
-func startGateway(t *testing.T) (string, *gwtest.Gateway) {
+func startGateway(t *testing.T) (string, *gatewaytest.Gateway) {
 	t.Helper()
-	gw := gwtest.Start(t)
-	if _, err := gw.CreateTunnel(t.Context(), "test", gateway.TunnelSpec{Context: "echo", SocketAddress: gwtest.UpperAfterEOF(t), Description: "upper-casing echo"}); err != nil {
+	gw := gatewaytest.Start(t)
+	if _, err := gw.CreateTunnel(t.Context(), "test", gateway.TunnelSpec{Context: "echo", SocketAddress: gatewaytest.UpperAfterEOF(t), Description: "upper-casing echo"}); err != nil {
 		t.Fatal(err)
 	}
 	return gw.URL, gw
@@ -328,8 +328,8 @@ func waitFor(t *testing.T, what string, cond func() bool, extra ...any) {
 // run from another folder, and the tray, still find it.
 func TestLoginKeepsTheCAPathAbsolute(t *testing.T) {
 	dir := t.TempDir()
-	cert, key := gwtest.WriteCert(t, dir)
-	gw := gwtest.Start(t, func(c *gateway.Config) { c.TLSCert, c.TLSKey = cert, key })
+	cert, key := gatewaytest.WriteCert(t, dir)
+	gw := gatewaytest.Start(t, func(c *gateway.Config) { c.TLSCert, c.TLSKey = cert, key })
 	r := newRunner(t)
 	t.Chdir(dir)
 	if out, err := r.run(t.Context(), "admin-password\n", "login", "--gateway", gw.URL, "--user", "admin", "--password-stdin", "--ca", "cert.pem"); err != nil {
@@ -399,7 +399,7 @@ func TestOpenChecksTheTargetAndStatusShowsErrors(t *testing.T) {
 	}
 	// The administrator points the tunnel at a working database: the next
 	// connection goes through and the error is gone.
-	addr := gwtest.UpperAfterEOF(t)
+	addr := gatewaytest.UpperAfterEOF(t)
 	if _, err := gw.UpdateTunnel(t.Context(), "test", "db", gateway.TunnelPatch{SocketAddress: &addr}); err != nil {
 		t.Fatal(err)
 	}

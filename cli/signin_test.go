@@ -10,14 +10,14 @@ import (
 	"github.com/pquerna/otp/totp"
 
 	"github.com/porthole/porthole/gateway"
+	"github.com/porthole/porthole/gateway/gatewaytest"
 	"github.com/porthole/porthole/internal/adtest"
-	"github.com/porthole/porthole/internal/gwtest"
 )
 
 func TestLoginWithAPIToken(t *testing.T) {
 	url, gw := startGateway(t)
 	ctx := t.Context()
-	if _, err := gw.CreateTunnel(ctx, "test", gateway.TunnelSpec{Context: "other", SocketAddress: gwtest.UpperEcho(t)}); err != nil {
+	if _, err := gw.CreateTunnel(ctx, "test", gateway.TunnelSpec{Context: "other", SocketAddress: gatewaytest.UpperEcho(t)}); err != nil {
 		t.Fatal(err)
 	}
 	tok, err := gw.CreateToken(ctx, "admin", gateway.TokenSpec{Name: "ci job", User: "admin", Tunnels: []string{"echo"}})
@@ -87,7 +87,7 @@ func TestLoginSSO(t *testing.T) {
 	d := adtest.Get(t)
 	user := adtest.Name("s")
 	d.AddUser(t, user, "Sso-Passw0rd!")
-	gw := gwtest.Start(t, func(c *gateway.Config) {
+	gw := gatewaytest.Start(t, func(c *gateway.Config) {
 		c.Directory = &gateway.DirectoryConfig{URL: d.URL, CAFile: d.CAFile, ServerName: "127.0.0.1", BindDN: d.BindDN,
 			BindPassword: d.BindPassword, BaseDN: d.BaseDN}
 		c.Kerberos = &gateway.KerberosConfig{Keytab: d.Keytab}

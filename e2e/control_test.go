@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/porthole/porthole/internal/gwtest"
+	"github.com/porthole/porthole/gateway/gatewaytest"
 )
 
 // TestControlAPI: `porthole agent` serves TunnelStart to other programs;
@@ -20,8 +20,8 @@ import (
 // words, and their tunnels close when the programs exit.
 func TestControlAPI(t *testing.T) {
 	g := startGatewayProc(t)
-	g.admin(t, "tunnel", "add", "echo", gwtest.UpperAfterEOF(t), "--groups", "admin@ROOT")
-	g.admin(t, "tunnel", "add", "other", gwtest.UpperAfterEOF(t), "--groups", "admin@ROOT")
+	g.admin(t, "tunnel", "add", "echo", gatewaytest.UpperAfterEOF(t), "--groups", "admin@ROOT")
+	g.admin(t, "tunnel", "add", "other", gatewaytest.UpperAfterEOF(t), "--groups", "admin@ROOT")
 	c := newClient(t)
 	runtime := t.TempDir()
 	c.env = append(c.env, "XDG_RUNTIME_DIR="+runtime)

@@ -18,7 +18,7 @@ import (
 
 	_ "github.com/jackc/pgx/v5/stdlib"
 
-	"github.com/porthole/porthole/internal/gwtest"
+	"github.com/porthole/porthole/gateway/gatewaytest"
 	"github.com/porthole/porthole/internal/toxitest"
 	"github.com/porthole/porthole/tunnel"
 	"github.com/porthole/porthole/wire"
@@ -135,7 +135,7 @@ func TestThreeGatewaysBehindHAProxy(t *testing.T) {
 	lbg := &gatewayProc{url: lb}
 
 	admin := loginAPI(t, lbg, "admin", "admin-password")
-	if status, b := apiCall(t, lbg, "POST", "/api/v1/admin/tunnels", admin, map[string]any{"context": "echo", "socketAddress": gwtest.UpperAfterEOF(t)}); status != 201 {
+	if status, b := apiCall(t, lbg, "POST", "/api/v1/admin/tunnels", admin, map[string]any{"context": "echo", "socketAddress": gatewaytest.UpperAfterEOF(t)}); status != 201 {
 		t.Fatalf("create a tunnel through the balancer: %d %s", status, b)
 	}
 	// Made through one gateway, seen on every one.
@@ -207,7 +207,7 @@ func TestSessionsBehindHAProxy(t *testing.T) {
 	gws := []*gatewayProc{startGatewayOn(t, "g1", store), startGatewayOn(t, "g2", store), startGatewayOn(t, "g3", store)}
 	lb := startHAProxy(t, []string{gws[0].url, gws[1].url, gws[2].url})
 	admin := loginAPI(t, &gatewayProc{url: lb}, "admin", "admin-password")
-	if status, b := apiCall(t, &gatewayProc{url: lb}, "POST", "/api/v1/admin/tunnels", admin, map[string]any{"context": "echo", "socketAddress": gwtest.UpperAfterEOF(t)}); status != 201 {
+	if status, b := apiCall(t, &gatewayProc{url: lb}, "POST", "/api/v1/admin/tunnels", admin, map[string]any{"context": "echo", "socketAddress": gatewaytest.UpperAfterEOF(t)}); status != 201 {
 		t.Fatalf("create a tunnel: %d %s", status, b)
 	}
 	network := toxitest.New(t, strings.TrimPrefix(lb, "http://"))

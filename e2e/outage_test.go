@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/porthole/porthole/internal/gwtest"
+	"github.com/porthole/porthole/gateway/gatewaytest"
 	"github.com/porthole/porthole/internal/toxitest"
 )
 
@@ -92,7 +92,7 @@ func TestPsqlSurvivesAnOutage(t *testing.T) {
 // to resume) still ends `porthole open` at once, its ports closed.
 func TestCtrlCDuringAnOutage(t *testing.T) {
 	g := startGatewayProc(t)
-	g.admin(t, "tunnel", "add", "sink", gwtest.UpperAfterEOF(t), "--groups", "admin@ROOT")
+	g.admin(t, "tunnel", "add", "sink", gatewaytest.UpperAfterEOF(t), "--groups", "admin@ROOT")
 	network := toxitest.New(t, strings.TrimPrefix(g.url, "http://"))
 	c := newClient(t)
 	c.login(t, &gatewayProc{url: "http://" + network.Addr()}, "admin", "admin-password")

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/porthole/porthole/internal/gwtest"
+	"github.com/porthole/porthole/gateway/gatewaytest"
 )
 
 // privatePostgres is a PostgreSQL server of this test's own (Debian's
@@ -85,7 +85,7 @@ func TestPostgresRestart(t *testing.T) {
 	pg := startPrivatePostgres(t)
 	store := "postgres://porthole:pg-restart-test@127.0.0.1:" + pg.port + "/postgres?sslmode=disable"
 	g := startGatewayOn(t, "gateway", store)
-	g.admin(t, "tunnel", "add", "echo", gwtest.UpperEcho(t), "--groups", "admin@ROOT", "--config", filepath.Join(g.data, "gateway.json"))
+	g.admin(t, "tunnel", "add", "echo", gatewaytest.UpperEcho(t), "--groups", "admin@ROOT", "--config", filepath.Join(g.data, "gateway.json"))
 	c := newClient(t)
 	c.login(t, g, "admin", "admin-password")
 	o := c.open(t, "echo:0")

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/porthole/porthole/internal/gwtest"
+	"github.com/porthole/porthole/gateway/gatewaytest"
 )
 
 // TestTokenInAScript: a shell script signs in with an API token an
@@ -18,8 +18,8 @@ import (
 // once the token is revoked.
 func TestTokenInAScript(t *testing.T) {
 	g := startGatewayProc(t)
-	g.admin(t, "tunnel", "add", "echo", gwtest.UpperEcho(t), "--groups", "admin@ROOT")
-	g.admin(t, "tunnel", "add", "other", gwtest.UpperEcho(t), "--groups", "admin@ROOT")
+	g.admin(t, "tunnel", "add", "echo", gatewaytest.UpperEcho(t), "--groups", "admin@ROOT")
+	g.admin(t, "tunnel", "add", "other", gatewaytest.UpperEcho(t), "--groups", "admin@ROOT")
 	admin := loginAPI(t, g, "admin", "admin-password")
 	status, b := apiCall(t, g, "POST", "/api/v1/admin/tokens", admin, map[string]any{"name": "nightly export", "tunnels": []string{"echo"}, "expiresIn": "24h"})
 	if status != 201 {

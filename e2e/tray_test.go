@@ -15,7 +15,7 @@ import (
 
 	"github.com/porthole/porthole/internal/xvfbtest"
 
-	"github.com/porthole/porthole/internal/gwtest"
+	"github.com/porthole/porthole/gateway/gatewaytest"
 )
 
 // desktopTools checks for what the tray test needs: Xvfb, xwininfo and
@@ -66,7 +66,7 @@ func TestTrayBinary(t *testing.T) {
 	desktopTools(t)
 	tray := buildTray(t)
 	g := startGatewayProc(t)
-	target := gwtest.UpperAfterEOF(t)
+	target := gatewaytest.UpperAfterEOF(t)
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	port := ln.Addr().(*net.TCPAddr).Port
 	ln.Close()

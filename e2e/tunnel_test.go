@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/porthole/porthole/internal/gwtest"
+	"github.com/porthole/porthole/gateway/gatewaytest"
 )
 
 // TestProcesses runs the gateway and the CLI as real processes: sign in,
@@ -18,7 +18,7 @@ import (
 // tunnel is live, read the audit trail, and Ctrl-C.
 func TestProcesses(t *testing.T) {
 	g := startGatewayProc(t)
-	target := gwtest.UpperAfterEOF(t)
+	target := gatewaytest.UpperAfterEOF(t)
 	// Offline commands change the running gateway's store; they apply at once.
 	g.admin(t, "group", "add", "staff@Prod")
 	g.adminIn(t, "alice-password\n", "user", "add", "alice", "--group", "staff@Prod", "--password-stdin")

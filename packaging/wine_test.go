@@ -24,7 +24,7 @@ import (
 	"github.com/porthole/porthole/internal/xvfbtest"
 
 	"github.com/porthole/porthole/gateway"
-	"github.com/porthole/porthole/internal/gwtest"
+	"github.com/porthole/porthole/gateway/gatewaytest"
 )
 
 // The Windows builds, run for real under Debian's wine 8.0 in the prefix
@@ -161,11 +161,11 @@ func TestWindowsClientUnderWine(t *testing.T) {
 	w := wine(t)
 	d := dist(t)
 	msi := one(t, filepath.Join(d, "porthole-[0-9]*-x64.msi"))
-	gw := gwtest.Start(t)
-	if _, err := gw.CreateTunnel(t.Context(), "test", gateway.TunnelSpec{Context: "echo", SocketAddress: gwtest.UpperAfterEOF(t)}); err != nil {
+	gw := gatewaytest.Start(t)
+	if _, err := gw.CreateTunnel(t.Context(), "test", gateway.TunnelSpec{Context: "echo", SocketAddress: gatewaytest.UpperAfterEOF(t)}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := gw.CreateTunnel(t.Context(), "test", gateway.TunnelSpec{Context: "admins-only", SocketAddress: gwtest.UpperEcho(t), UserGroups: "admin@ROOT"}); err != nil {
+	if _, err := gw.CreateTunnel(t.Context(), "test", gateway.TunnelSpec{Context: "admins-only", SocketAddress: gatewaytest.UpperEcho(t), UserGroups: "admin@ROOT"}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := gw.CreateUser(t.Context(), "test", gateway.UserSpec{Username: "wendy", Password: "wendy-password"}); err != nil {

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/porthole/porthole/gateway"
-	"github.com/porthole/porthole/internal/gwtest"
+	"github.com/porthole/porthole/gateway/gatewaytest"
 )
 
 // TestReconnecting: when the gateway goes away, an open tunnel shows
@@ -17,7 +17,7 @@ import (
 // same address, it is open again by itself, and bytes flow.
 func TestReconnecting(t *testing.T) {
 	data := t.TempDir()
-	target := gwtest.UpperAfterEOF(t)
+	target := gatewaytest.UpperAfterEOF(t)
 	// start runs a gateway on addr over the same store (so the ticket stays
 	// valid across restarts) and returns its address and how to stop it.
 	start := func(addr string, first bool) (string, func()) {

@@ -13,7 +13,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/porthole/porthole/gateway"
-	"github.com/porthole/porthole/internal/gwtest"
+	"github.com/porthole/porthole/gateway/gatewaytest"
 	"github.com/porthole/porthole/wire"
 )
 
@@ -43,7 +43,7 @@ func TestGatewayWithoutSessions(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Close)
-	if _, err := c.Login(t.Context(), "admin", gwtest.AdminPassword); err != nil {
+	if _, err := c.Login(t.Context(), "admin", gatewaytest.AdminPassword); err != nil {
 		t.Fatal(err)
 	}
 	m := newManager(t, c, nil)

@@ -17,7 +17,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/porthole/porthole/gateway"
-	"github.com/porthole/porthole/internal/gwtest"
+	"github.com/porthole/porthole/gateway/gatewaytest"
 )
 
 func TestMain(m *testing.M) {
@@ -32,7 +32,7 @@ func TestMain(m *testing.M) {
 // target and an admin client.
 type env struct {
 	t      *testing.T
-	gw     *gwtest.Gateway
+	gw     *gatewaytest.Gateway
 	url    string
 	admin  *Client
 	target string
@@ -42,10 +42,10 @@ func quietLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	gw := gwtest.Start(t)
-	e := &env{t: t, gw: gw, url: gw.URL, target: gwtest.UpperAfterEOF(t)}
+	gw := gatewaytest.Start(t)
+	e := &env{t: t, gw: gw, url: gw.URL, target: gatewaytest.UpperAfterEOF(t)}
 	e.admin = e.client()
-	if _, err := e.admin.Login(t.Context(), "admin", gwtest.AdminPassword); err != nil {
+	if _, err := e.admin.Login(t.Context(), "admin", gatewaytest.AdminPassword); err != nil {
 		t.Fatal(err)
 	}
 	return e
@@ -546,8 +546,8 @@ func TestFileStore(t *testing.T) {
 
 func TestHTTPSGateway(t *testing.T) {
 	dir := t.TempDir()
-	cert, key := gwtest.WriteCert(t, dir)
-	gw := gwtest.Start(t, func(c *gateway.Config) { c.TLSCert, c.TLSKey = cert, key })
+	cert, key := gatewaytest.WriteCert(t, dir)
+	gw := gatewaytest.Start(t, func(c *gateway.Config) { c.TLSCert, c.TLSKey = cert, key })
 	url := gw.URL
 
 	// Without the CA: a clear message that says what to do.
@@ -564,7 +564,7 @@ func TestHTTPSGateway(t *testing.T) {
 	if _, err := c.Login(t.Context(), "admin", "admin-password"); err != nil {
 		t.Fatal(err)
 	}
-	target := gwtest.UpperAfterEOF(t)
+	target := gatewaytest.UpperAfterEOF(t)
 	if _, err := gw.CreateTunnel(t.Context(), "test", gateway.TunnelSpec{Context: "echo", SocketAddress: target}); err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,7 @@
-// Package gwtest gives tests of Porthole's clients a real gateway and real
+// Package gatewaytest gives tests of Porthole's clients a real gateway and real
 // TCP targets on 127.0.0.1: an in-process gateway over a SQLite store in a
 // temporary folder, and small echo servers.
-package gwtest
+package gatewaytest
 
 import (
 	"bytes"
