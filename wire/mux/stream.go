@@ -231,10 +231,10 @@ func (r *rawStream) received(body []byte) error {
 		releaseBody(body)
 		return errOverWindow
 	}
-	if r.try != nil && !r.sinkBusy && r.in.Len() == 0 && r.sinkErr == nil {
+	if try := r.try; try != nil && !r.sinkBusy && r.in.Len() == 0 && r.sinkErr == nil {
 		r.sinkBusy = true
 		r.mu.Unlock()
-		n, err := r.try(body)
+		n, err := try(body)
 		r.mu.Lock()
 		r.sinkBusy = false
 		if err != nil {
