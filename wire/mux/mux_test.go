@@ -692,3 +692,48 @@ func TestStreamRecordsThatBreakTheProtocol(t *testing.T) {
 		t.Fatal("the client took a stream the gateway opened")
 	}
 }
+
+func TestStreamDeadlines(t *testing.T) {
+	release := make(chan struct{})
+	g := newTestGateway(t, Config{}, func(st *Stream, line string) {
+		if strings.HasPrefix(line, "OPEN stall ") {
+			st.Write([]byte("OK\n"))
+			<-release
+			st.Close()
+			return
+		}
+		echo(st, line)
+	})
+	defer close(release)
+	c := g.client(t, Config{})
+	st, err := c.Open("echo", "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	// A read deadline ends a wait with os.ErrDeadlineExceeded; cleared,
+	// the stream reads on.
+	st.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	if _, err := st.Read(make([]byte, 1)); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read past its deadline: %v", err)
+	}
+	st.SetReadDeadline(time.Time{})
+	st.Write([]byte("x"))
+	b := make([]byte, 1)
+	if _, err := io.ReadFull(st, b); err != nil || b[0] != 'x' {
+		t.Fatalf("after the deadline was cleared: %q, %v", b, err)
+	}
+
+	// A write deadline ends a wait for the window of a stream nobody reads.
+	stalled, err := c.Open("stall", "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stalled.Close()
+	stalled.Read(nil) // takes the answer (and returns at once): writes are no longer kept for a retry
+	stalled.SetWriteDeadline(time.Now().Add(200 * time.Millisecond))
+	n, err := stalled.Write(make([]byte, 4<<20))
+	if !errors.Is(err, os.ErrDeadlineExceeded) || n >= 4<<20 {
+		t.Fatalf("a write into a full window past its deadline: %d bytes, %v", n, err)
+	}
+}

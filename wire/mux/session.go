@@ -418,6 +418,9 @@ func (st *Stream) Read(p []byte) (int, error) {
 	if err := st.takeAnswer(); err != nil {
 		return 0, err
 	}
+	if len(p) == 0 {
+		return 0, nil // a Read of nothing waits for nothing (after the answer)
+	}
 	if len(st.pre) > 0 {
 		n := copy(p, st.pre)
 		st.pre = st.pre[n:]
