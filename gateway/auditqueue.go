@@ -88,20 +88,29 @@ func (q *eventQueue) run() {
 	defer close(q.stopped)
 	backoff := 50 * time.Millisecond
 	var giveUp <-chan time.Time
+	// quiet: nothing was waiting when the writer last looked, so the rows
+	// it finds now are the start of a burst; they wait gatherDelay for the
+	// rest to share their transaction (a commit costs far more than a
+	// row). Rows that queued during a write are written at once.
+	quiet := true
 	for {
 		q.mu.Lock()
 		n := min(len(q.rows), maxBatch)
+		if quiet && n > 0 && n < maxBatch {
+			q.mu.Unlock()
+			quiet = false
+			select {
+			case <-time.After(gatherDelay):
+			case <-q.stop:
+			}
+			continue
+		}
 		batch := append([]store.Event(nil), q.rows[:n]...)
 		q.mu.Unlock()
 		if n == 0 {
+			quiet = true
 			select {
 			case <-q.wake:
-				// Rows come in bursts: let this one gather into one
-				// transaction (a commit costs far more than a row).
-				select {
-				case <-time.After(gatherDelay):
-				case <-q.stop:
-				}
 				continue
 			case <-q.stop:
 				return

@@ -76,3 +76,51 @@ func TestTunnelRowsAreNeverDropped(t *testing.T) {
 		t.Fatalf("distinct tunnel ids among the rows: %d", len(ids))
 	}
 }
+
+// countingStore records the size of each batch written.
+type countingStore struct {
+	store.Store
+	mu      sync.Mutex
+	batches []int
+}
+
+func (c *countingStore) AppendEvents(ctx context.Context, evs []store.Event) error {
+	c.mu.Lock()
+	c.batches = append(c.batches, len(evs))
+	c.mu.Unlock()
+	return c.Store.AppendEvents(ctx, evs)
+}
+
+// A row that follows the first of a quiet spell within a millisecond
+// shares its transaction (one commit, not two): the queue waits
+// gatherDelay before writing.
+func TestRowsAfterAQuietSpellShareATransaction(t *testing.T) {
+	sq, err := store.OpenSQLite(t.Context(), filepath.Join(t.TempDir(), "porthole.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sq.Close()
+	for attempt := 0; ; attempt++ {
+		cs := &countingStore{Store: sq}
+		q := newEventQueue(cs, slog.New(slog.DiscardHandler), func() {})
+		first := time.Now()
+		q.add(store.Event{Time: first, Actor: "alice", Kind: "tunnel.open", Target: "db"})
+		for time.Since(first) < 300*time.Microsecond {
+			// a short, steady gap (a timer's sleep may last a millisecond)
+		}
+		q.add(store.Event{Time: time.Now(), Actor: "alice", Kind: "tunnel.close", Target: "db"})
+		gap := time.Since(first)
+		q.close()
+		if gap > time.Millisecond { // well within gatherDelay (2 ms)
+			// The machine stalled between the two rows; try again.
+			if attempt < 5 {
+				continue
+			}
+			t.Fatal("could not add two rows within 1 ms in 6 tries")
+		}
+		if len(cs.batches) != 1 || cs.batches[0] != 2 {
+			t.Fatalf("two rows %s apart were written as batches %v, want one of 2", gap, cs.batches)
+		}
+		return
+	}
+}
