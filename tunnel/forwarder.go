@@ -17,18 +17,10 @@ import (
 // Forwarder listens locally and carries each accepted connection to a
 // dialled stream: a gateway tunnel, or a launcher. Close stops it.
 type Forwarder struct {
-	name  string
-	info  TunnelInfo
-	ln    net.Listener
-	dial  func(ctx context.Context) (net.Conn, error)
-	log   *slog.Logger
-	onErr func(context string, err error)
-	// allowOthers lets other users of the computer (and other computers)
-	// connect; by default only the user's own programs may.
-	allowOthers bool
-	ctx         context.Context
-	cancel      context.CancelCauseFunc
-	done        chan struct{} // closed when serve has returned
+	forwarderConfig
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	done   chan struct{} // closed when serve has returned
 
 	wg        sync.WaitGroup
 	up, down  atomic.Int64
@@ -50,7 +42,8 @@ type forwarderConfig struct {
 	dial   func(ctx context.Context) (net.Conn, error)
 	log    *slog.Logger
 	onErr  func(context string, err error)
-	// allowOthers: see Forwarder.
+	// allowOthers lets other users of the computer (and other computers)
+	// connect; by default only the user's own programs may.
 	allowOthers bool
 }
 
@@ -60,8 +53,7 @@ func newForwarder(c forwarderConfig) *Forwarder {
 		c.parent = context.Background()
 	}
 	ctx, cancel := context.WithCancelCause(c.parent)
-	f := &Forwarder{name: c.name, info: c.info, ln: c.ln, dial: c.dial, log: c.log, onErr: c.onErr, allowOthers: c.allowOthers, ctx: ctx, cancel: cancel,
-		conns: map[*fconn]struct{}{}, done: make(chan struct{})}
+	f := &Forwarder{forwarderConfig: c, ctx: ctx, cancel: cancel, conns: map[*fconn]struct{}{}, done: make(chan struct{})}
 	go f.serve()
 	return f
 }

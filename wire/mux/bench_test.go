@@ -76,16 +76,7 @@ func BenchmarkOpenRoundTrip(b *testing.B) {
 		}
 	})
 	b.Run("session", func(b *testing.B) {
-		g := newTestGateway(b, Config{}, func(st *Stream, line string) {
-			st.Write([]byte("OK\n"))
-			io.Copy(st, st)
-			st.Close()
-		})
-		c, _, err := Dial(b.Context(), g.directDial(), Config{})
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer c.Close()
+		c := echoSession(b)
 		for b.Loop() {
 			st, _ := c.Open("x", "t")
 			one(st)
@@ -110,20 +101,26 @@ func BenchmarkRoundTrip64(b *testing.B) {
 		ping(b, c)
 	})
 	b.Run("session", func(b *testing.B) {
-		g := newTestGateway(b, Config{}, func(st *Stream, line string) {
-			st.Write([]byte("OK\n"))
-			io.Copy(st, st)
-			st.Close()
-		})
-		c, _, err := Dial(b.Context(), g.directDial(), Config{})
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer c.Close()
-		st, _ := c.Open("x", "t")
+		st, _ := echoSession(b).Open("x", "t")
 		defer st.Close()
 		ping(b, st)
 	})
+}
+
+// echoSession is a client session to a test gateway whose every stream
+// answers OK and echoes, without toxiproxy.
+func echoSession(b *testing.B) *Client {
+	g := newTestGateway(b, Config{}, func(st *Stream, line string) {
+		st.Write([]byte("OK\n"))
+		io.Copy(st, st)
+		st.Close()
+	})
+	c, _, err := Dial(b.Context(), g.directDial(), Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { c.Close() })
+	return c
 }
 
 // tcpServer serves each connection with handle until the benchmark ends:

@@ -49,9 +49,8 @@ type rawStream struct {
 	closed    bool             // closed here
 	sessErr   error            // the session ended
 
-	// sink is where deliverTo writes; try writes without waiting (nil when
-	// the sink cannot). sinkBusy is set while a goroutine writes to it.
-	sink     io.Writer
+	// try writes to deliverTo's sink without waiting (nil when there is no
+	// sink or it cannot); sinkBusy is set while a goroutine writes to it.
 	try      func([]byte) (int, error)
 	sinkBusy bool
 	sinkErr  error
@@ -268,9 +267,9 @@ func (r *rawStream) received(body []byte) error {
 // reader writes to it directly.
 func (r *rawStream) deliverTo(w io.Writer) (n int64, werr, rerr error) {
 	r.mu.Lock()
-	r.sink, r.try = w, wire.TryWriterOf(w)
+	r.try = wire.TryWriterOf(w)
 	defer func() {
-		r.sink, r.try = nil, nil
+		r.try = nil
 		r.mu.Unlock()
 	}()
 	for {
