@@ -41,7 +41,7 @@ func (s *Server) serveSession(w http.ResponseWriter, r *http.Request) {
 	if !slices.Contains(websocket.Subprotocols(r), wire.MuxSubprotocol) {
 		// An older or newer client: 404 makes it use one WebSocket per
 		// connection instead.
-		writeError(s.log, w, r, &Error{Status: http.StatusNotFound, Code: "unsupported_protocol",
+		writeError(s.log, w, r, &Error{Status: http.StatusNotFound, Code: wire.CodeUnsupportedProtocol,
 			Msg: fmt.Sprintf("this gateway's tunnel sessions speak %s only; the client's %q is not it (it can use one WebSocket per connection)", wire.MuxSubprotocol, r.Header.Get("Sec-WebSocket-Protocol"))})
 		return
 	}

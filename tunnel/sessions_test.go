@@ -83,7 +83,7 @@ func TestSessionProtocolVersions(t *testing.T) {
 	}
 	var body wire.Error
 	json.NewDecoder(resp.Body).Decode(&body)
-	if body.Code != "unsupported_protocol" || !strings.Contains(body.Error, wire.MuxSubprotocol) {
+	if body.Code != wire.CodeUnsupportedProtocol || !strings.Contains(body.Error, wire.MuxSubprotocol) {
 		t.Fatalf("body %+v", body)
 	}
 	d.Subprotocols = []string{wire.MuxSubprotocol}

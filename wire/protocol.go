@@ -79,6 +79,9 @@ const (
 	CodeAccountDisabled  = "account_disabled"  // 403: the account is disabled (here or in the directory)
 	CodeRateLimited      = "rate_limited"      // 429: too many failures; see Retry-After
 	CodeUnavailable      = "unavailable"       // 503: busy, or the directory does not answer; see Retry-After
+	// 404 at MuxPath: the client offered no session protocol this gateway
+	// speaks; it uses one WebSocket per connection instead.
+	CodeUnsupportedProtocol = "unsupported_protocol"
 )
 
 // ErrProtocol is returned when the peer breaks the stream protocol.
