@@ -59,6 +59,15 @@ done
 # through the domain controller's winbindd and its privileged pipe.
 for _ in $(seq 1 100); do [ -S /run/samba/winbindd/pipe ] && break; sleep 0.1; done
 getent group proxy >/dev/null && chgrp proxy "$ad/state/winbindd_privileged" && chmod 750 "$ad/state/winbindd_privileged"
+# winbindd's own connection to the domain controller comes up a little
+# after its pipe; until then an NTLM sign-in fails with
+# NT_STATUS_UNSUCCESSFUL. Wait until it signs a domain account in.
+if command -v wbinfo >/dev/null; then
+  for _ in $(seq 1 100); do
+    wbinfo -a "PORTHOLE\\Administrator%$ad_admin_pw" >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+fi
 samba-tool user add porthole-gw "$ad_gw_pw" -s "$ad/etc/smb.conf" >/dev/null
 samba-tool user setexpiry porthole-gw --noexpiry -s "$ad/etc/smb.conf" >/dev/null
 samba-tool spn add HTTP/localhost porthole-gw -s "$ad/etc/smb.conf"
